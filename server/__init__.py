@@ -1,0 +1,1 @@
+"""The article's servers: one wire protocol, one small module per concurrency strategy."""

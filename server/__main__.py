@@ -1,0 +1,99 @@
+"""python -m server --strategy NAME: run one of the article's servers."""
+import argparse
+import logging
+import os
+import sys
+
+from server import strategies
+from server.lifecycle import Shutdown, install_shutdown_handlers
+from server.listener import listen
+from server.service import Service
+
+OPTION_FLAGS = {"workers": "--workers", "threshold": "--threshold"}
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description="Run one of the article's concurrency strategies behind the lab's wire protocol: "
+        "send a number n (bare, as perf1/perf2 do, or a line, as nc does) and get fib(n) and a newline back.",
+        epilog="Strategies: sequential (one client at a time, C1), threaded (a thread per connection, "
+        "C2 C4 C6), process-pool (every request in a process pool, C7 C8), threshold-pool (n > T in the "
+        "pool, C9), prefork (N forked processes on one socket, C10), asyncio and generators (coroutines, "
+        "fib inline, C13). The first stdout line is 'listening on HOST:PORT'. SIGTERM or Ctrl-C stops it.",
+    )
+    parser.add_argument("--strategy", required=True, choices=list(strategies.MODULES),
+                        help="how clients are served")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=non_negative_int, default=25000,
+                        help="TCP port; 0 lets the OS pick a free one (default %(default)s)")
+    parser.add_argument("--handler", choices=["fib", "echo"], default="fib",
+                        help="fib: reply fib(n); echo: return the bytes received (default %(default)s)")
+    parser.add_argument("--workers", type=positive_int,
+                        help="pool size or prefork processes (default: the CPUs this process may run on)")
+    parser.add_argument("--threshold", type=non_negative_int,
+                        help="threshold-pool: n above this goes to the pool (default 15, as in the article)")
+    parser.add_argument("--max-n", type=non_negative_int, default=40,
+                        help="largest n accepted; above it the reply is ERR (default %(default)s)")
+    parser.add_argument("--switch-interval", type=positive_float, metavar="SECONDS",
+                        help="sys.setswitchinterval(): how long a thread may hold the GIL (default 0.005)")
+    parser.add_argument("--quiet", action="store_true", help="no per-connection log lines on stderr")
+    args = parser.parse_args(argv)
+    uses = strategies.load(args.strategy).USES
+    for option, flag in OPTION_FLAGS.items():
+        if getattr(args, option) is not None and option not in uses:
+            parser.error(f"{flag} does nothing for --strategy {args.strategy}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
+                        format="server[%(process)d]: %(message)s")
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    service = Service(
+        handler=args.handler,
+        workers=args.workers or len(os.sched_getaffinity(0)),  # honours CPU pinning
+        threshold=15 if args.threshold is None else args.threshold,
+        max_n=args.max_n,
+    )
+    install_shutdown_handlers()
+    try:
+        listener = listen(args.host, args.port)
+    except OSError as e:
+        sys.exit(f"server: cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+    host, port = listener.getsockname()[:2]
+    print(f"listening on {host}:{port}", flush=True)
+    try:
+        strategies.load(args.strategy).serve(listener, service)
+    except Shutdown:
+        pass
+    finally:
+        listener.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

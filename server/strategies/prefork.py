@@ -1,0 +1,17 @@
+"""prefork: N processes forked after listen(), all accepting on one socket (C10).
+
+No IPC at all, but only N clients are served at once: N long requests lock everyone else out.
+"""
+from server.lifecycle import run_forked
+from server.listener import accept
+
+USES = {"workers"}
+
+
+def serve(listener, service):
+    def accept_forever():
+        while True:
+            client, addr = accept(listener)
+            service.handle(client, addr)
+
+    run_forked(service.workers, accept_forever)

@@ -1,0 +1,10 @@
+"""sequential: one client at a time, the article's first listing (C1)."""
+from server.listener import accept
+
+USES = set()
+
+
+def serve(listener, service):
+    while True:
+        client, addr = accept(listener)
+        service.handle(client, addr)  # the next client waits in the backlog until this one leaves

@@ -1,0 +1,20 @@
+"""threshold-pool: short requests inline, long ones (n > threshold) in a process pool (C9)."""
+from threading import Thread
+
+from server.listener import accept
+from server.pool import process_pool
+
+USES = {"workers", "threshold"}
+
+
+def serve(listener, service):
+    with process_pool(service.workers) as pool:
+
+        def compute(request):
+            if service.is_long(request):
+                return pool.submit(service.reply, request).result()
+            return service.reply(request)
+
+        while True:
+            client, addr = accept(listener)
+            Thread(target=service.handle, args=(client, addr, compute), daemon=True).start()

@@ -1,0 +1,258 @@
+"""Every strategy, over real sockets on loopback: the protocol, the errors, C1, C2, C10, shutdown."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from wire import ask, connect, no_reply_within, read_lines, reset
+
+ALL = ["sequential", "threaded", "process-pool", "threshold-pool", "prefork", "asyncio", "generators"]
+# Strategies that serve any number of clients at once (prefork serves --workers of them, C10).
+CONCURRENT = ["threaded", "process-pool", "threshold-pool", "asyncio", "generators"]
+FIB = {1: b"1\n", 2: b"1\n", 3: b"2\n", 10: b"55\n", 20: b"6765\n", 25: b"75025\n"}
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_article_perf_client_style(start_server, strategy):
+    """perf1/perf2: a bare number, one send, one recv(100) per reply, many on one connection."""
+    server = start_server(strategy, "--quiet")
+    with connect(server) as sock:
+        for n in (20, 1, 10, 25, 0):
+            sock.send(str(n).encode())
+            assert sock.recv(100) == (FIB.get(n) or b"0\n")
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_nc_and_telnet_lines(start_server, strategy):
+    server = start_server(strategy)
+    with connect(server) as sock:
+        assert ask(sock, b"10\n") == b"55\n"
+        assert ask(sock, b"20\r\n") == b"6765\n"
+        assert ask(sock, b" 3 \n") == b"2\n"
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_pipelined_lines_get_one_reply_each_in_order(start_server, strategy):
+    server = start_server(strategy)
+    with connect(server) as sock:
+        assert ask(sock, b"1\n20\n3\n10\n", replies=4) == b"1\n6765\n2\n55\n"
+        # Once a client has used newlines, a line split over two sends waits for its end.
+        sock.sendall(b"2\n2")
+        assert read_lines(sock, 1) == b"1\n"
+        assert ask(sock, b"0\n") == b"6765\n"
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_echo_returns_exactly_the_bytes(start_server, strategy):
+    server = start_server(strategy, "--handler", "echo")
+    payload = bytes(range(256)) * 40  # every byte value, no framing, larger than one recv
+    with connect(server) as sock:
+        sock.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            got += sock.recv(65536)
+        assert got == payload
+        sock.send(b"hello")
+        assert sock.recv(100) == b"hello"
+
+
+BAD_LINES = [
+    (b"abc\n", b"ERR not an integer\n"),
+    (b"3.5\n", b"ERR not an integer\n"),
+    (b"-1\n", b"ERR n must not be negative\n"),
+    (b"41\n", b"ERR n=41 is above the limit 40\n"),
+    (b"\n", b"ERR empty request\n"),
+]
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_bad_requests_get_err_and_the_connection_stays_open(start_server, strategy):
+    server = start_server(strategy)
+    with connect(server) as sock:
+        sock.send(b"spam")  # a bare-number client that sends garbage
+        assert sock.recv(100) == b"ERR not an integer\n"
+        sock.send(b"10")
+        assert sock.recv(100) == b"55\n"
+        for request, reply in BAD_LINES:
+            assert ask(sock, request) == reply
+            assert ask(sock, b"10\n") == b"55\n"
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_max_n_is_settable(start_server, strategy):
+    server = start_server(strategy, "--max-n", "5")
+    with connect(server) as sock:
+        assert ask(sock, b"6\n") == b"ERR n=6 is above the limit 5\n"
+        assert ask(sock, b"5\n") == b"5\n"
+
+
+@pytest.mark.parametrize("strategy", ALL)
+@pytest.mark.parametrize("request_bytes", [b"1" * 65, b"1\n" + b"7" * 65], ids=["bare", "after-a-line"])
+def test_overlong_request_gets_err_and_close_and_others_are_served(start_server, strategy, request_bytes):
+    server = start_server(strategy)
+    with connect(server) as sock:
+        sock.sendall(request_bytes)
+        data = b""
+        while chunk := sock.recv(4096):  # read until the server closes
+            data += chunk
+        assert data.endswith(b"ERR request longer than 64 bytes\n")
+    with connect(server) as sock:
+        assert ask(sock, b"10\n") == b"55\n"
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_a_reset_during_a_computation_is_cleaned_up_quietly(start_server, strategy):
+    server = start_server(strategy)
+    sock = connect(server)
+    sock.send(b"30")
+    time.sleep(0.02)  # the request is being computed now
+    reset(sock)
+    time.sleep(0.3)
+    with connect(server) as sock:
+        assert ask(sock, b"10\n") == b"55\n"
+    assert server.proc.poll() is None
+    # (the fixture asserts that stderr holds no traceback)
+
+
+def test_c1_sequential_makes_a_second_client_wait_until_the_first_closes(start_server):
+    server = start_server("sequential")
+    first, second = connect(server), connect(server)
+    assert ask(first, b"10\n") == b"55\n"
+    second.sendall(b"10\n")
+    assert no_reply_within(second, 0.5)
+    first.close()
+    assert read_lines(second, 1) == b"55\n"
+    second.close()
+
+
+@pytest.mark.parametrize("strategy", CONCURRENT)
+def test_c2_many_clients_are_served_at_once(start_server, strategy):
+    server = start_server(strategy, "--handler", "echo", "--quiet")
+    clients = [connect(server) for _ in range(50)]
+    try:
+        for i, sock in enumerate(clients):  # every client is still connected while all are answered
+            sock.sendall(b"client %d" % i)
+            assert sock.recv(100) == b"client %d" % i
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def test_c10_prefork_serves_exactly_its_workers_at_once(start_server):
+    server = start_server("prefork", "--workers", "2")
+    first, second, third = connect(server), connect(server), connect(server)
+    assert ask(first, b"10\n") == b"55\n"
+    assert ask(second, b"10\n") == b"55\n"
+    third.sendall(b"10\n")
+    assert no_reply_within(third, 0.5)  # both children are busy with a client
+    first.close()
+    assert read_lines(third, 1) == b"55\n"
+    second.close()
+    third.close()
+
+
+def long_request_delays_a_short_one(server, long_n=32):
+    """Send fib(long_n) on one connection and fib(1) on another; return short wait / long duration."""
+    with connect(server) as long_sock, connect(server) as short_sock:
+        assert ask(short_sock, b"1\n") == b"1\n"  # both connections are being served
+        started = time.perf_counter()
+        long_sock.sendall(b"%d\n" % long_n)
+        time.sleep(0.02)
+        short_started = time.perf_counter()
+        assert ask(short_sock, b"1\n") == b"1\n"
+        short_wait = time.perf_counter() - short_started
+        read_lines(long_sock, 1)
+        return short_wait / (time.perf_counter() - started)
+
+
+@pytest.mark.parametrize("strategy", ["asyncio", "generators"])
+def test_c13_a_long_inline_request_blocks_every_other_client(start_server, strategy):
+    server = start_server(strategy, "--quiet")
+    assert long_request_delays_a_short_one(server) > 0.5
+
+
+@pytest.mark.parametrize("strategy", ["process-pool", "threshold-pool"])
+def test_pools_keep_short_requests_moving_during_a_long_one(start_server, strategy):
+    server = start_server(strategy, "--quiet", "--workers", "2")
+    assert long_request_delays_a_short_one(server) < 0.2
+
+
+@pytest.mark.parametrize("strategy", ALL)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_shutdown_within_2s_mid_computation_leaves_no_process(start_server, strategy, signum):
+    server = start_server(strategy)
+    idle, busy = connect(server), connect(server)
+    assert ask(idle, b"1\n") == b"1\n"
+    busy.sendall(b"38\n")  # seconds of work, inline or in a pool worker
+    time.sleep(0.3)
+    code, seconds = server.stop(signum)
+    assert code == 0
+    assert seconds < 2.0
+    assert not server.leftover_processes(wait_s=2.0)
+    idle.close()
+    busy.close()
+
+
+def test_logs_connections_to_stderr_and_quiet_silences_them(start_server):
+    loud, quiet = start_server("threaded"), start_server("threaded", "--quiet")
+    for server in (loud, quiet):
+        with connect(server) as sock:
+            assert ask(sock, b"1\n") == b"1\n"
+    time.sleep(0.2)
+    lines = loud.stderr().splitlines()
+    assert sum("connection from 127.0.0.1:" in line for line in lines) == 1
+    assert sum("connection closed 127.0.0.1:" in line for line in lines) == 1
+    assert quiet.stderr() == ""
+
+
+def test_prefork_defaults_to_the_cpus_it_may_run_on(tmp_path):
+    """Pinned to one CPU, prefork forks one child: CPU pinning is honoured."""
+    proc = subprocess.Popen([sys.executable, "-m", "server", "--strategy", "prefork", "--port", "0"],
+                            cwd=REPO, stdout=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    try:
+        assert proc.stdout.readline().startswith(b"listening on ")
+        time.sleep(0.3)
+        group = [pid for pid in os.listdir("/proc") if pid.isdigit() and _pgid(pid) == proc.pid]
+        assert len(group) == 2  # the parent and one child
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+
+
+def _pgid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[2])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strategy", "nope"], "invalid choice: 'nope'"),
+    (["--strategy", "threaded", "--workers", "4"], "--workers does nothing for --strategy threaded"),
+    (["--strategy", "process-pool", "--workers", "0"], "must be 1 or more"),
+    (["--strategy", "threaded", "--port", "-5"], "must be 0 or more"),
+    (["--strategy", "threaded", "--switch-interval", "0"], "must be above 0"),
+])
+def test_bad_command_lines_get_a_clear_error(args, message):
+    result = subprocess.run([sys.executable, "-m", "server", *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=20)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_a_clear_error(start_server):
+    server = start_server("threaded")
+    result = subprocess.run([sys.executable, "-m", "server", "--strategy", "threaded",
+                             "--port", str(server.port)], cwd=REPO, capture_output=True, text=True,
+                            timeout=20)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{server.port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,43 @@
+"""Small raw-socket helpers for tests: the article's client code, with timeouts so no test hangs."""
+import socket
+import struct
+
+TIMEOUT_S = 20
+
+
+def connect(server, timeout=TIMEOUT_S):
+    sock = socket.create_connection(server.address, timeout=timeout)
+    return sock
+
+
+def read_lines(sock, count):
+    """Read until `count` newline-terminated replies have arrived; return them joined."""
+    data = b""
+    while data.count(b"\n") < count:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    return data
+
+
+def ask(sock, request, replies=1):
+    sock.sendall(request)
+    return read_lines(sock, replies)
+
+
+def reset(sock):
+    """Close with an RST instead of a FIN, as a client killed mid-request would."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def no_reply_within(sock, seconds):
+    sock.settimeout(seconds)
+    try:
+        data = sock.recv(100)
+    except TimeoutError:
+        return True
+    finally:
+        sock.settimeout(TIMEOUT_S)
+    raise AssertionError(f"expected no reply within {seconds} s, got {data!r}")
