@@ -60,9 +60,9 @@ def parse_args(argv):
                         help="sys.setswitchinterval(): how long a thread may hold the GIL (default 0.005)")
     parser.add_argument("--quiet", action="store_true", help="no per-connection log lines on stderr")
     args = parser.parse_args(argv)
-    uses = strategies.load(args.strategy).USES
+    args.module = strategies.load(args.strategy)
     for option, flag in OPTION_FLAGS.items():
-        if getattr(args, option) is not None and option not in uses:
+        if getattr(args, option) is not None and option not in args.module.USES:
             parser.error(f"{flag} does nothing for --strategy {args.strategy}")
     return args
 
@@ -73,12 +73,11 @@ def main(argv=None):
                         format="server[%(process)d]: %(message)s")
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
-    service = Service(
-        handler=args.handler,
-        workers=args.workers or len(os.sched_getaffinity(0)),  # honours CPU pinning
-        threshold=15 if args.threshold is None else args.threshold,
-        max_n=args.max_n,
-    )
+    settings = dict(handler=args.handler, max_n=args.max_n,
+                    workers=args.workers or len(os.sched_getaffinity(0)))  # honours CPU pinning
+    if args.threshold is not None:
+        settings["threshold"] = args.threshold
+    service = Service(**settings)
     install_shutdown_handlers()
     try:
         listener = listen(args.host, args.port)
@@ -87,7 +86,7 @@ def main(argv=None):
     host, port = listener.getsockname()[:2]
     print(f"listening on {host}:{port}", flush=True)
     try:
-        strategies.load(args.strategy).serve(listener, service)
+        args.module.serve(listener, service)
     except Shutdown:
         pass
     finally:

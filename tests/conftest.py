@@ -48,12 +48,13 @@ class Server:
             time.sleep(0.05)
 
 
-def launch_server(strategy, *args, stderr_path):
+def launch_server(strategy, *args, stderr_path, preexec_fn=None):
     """Start `python -m server` in its own process group and wait for its 'listening on' line."""
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "server", "--strategy", strategy, "--port", "0", *args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
+            preexec_fn=preexec_fn,
         )
     ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
     line = proc.stdout.readline().decode() if ready else ""
@@ -67,11 +68,15 @@ def launch_server(strategy, *args, stderr_path):
 
 @pytest.fixture
 def start_server(tmp_path):
-    """start_server(strategy, *extra_args) -> Server; every server is killed, group and all, at teardown."""
+    """start_server(strategy, *extra_args, preexec_fn=None) -> Server.
+
+    Every server is killed, process group and all, at teardown. preexec_fn runs in the child before
+    exec, e.g. to pin CPUs or set resource limits."""
     started = []
 
-    def start(strategy, *args):
-        server = launch_server(strategy, *args, stderr_path=tmp_path / f"server-{len(started)}.err")
+    def start(strategy, *args, preexec_fn=None):
+        server = launch_server(strategy, *args, stderr_path=tmp_path / f"server-{len(started)}.err",
+                               preexec_fn=preexec_fn)
         started.append(server)
         return server
 

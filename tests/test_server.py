@@ -1,5 +1,6 @@
 """Every strategy, over real sockets on loopback: the protocol, the errors, C1, C2, C10, shutdown."""
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -209,20 +210,12 @@ def test_logs_connections_to_stderr_and_quiet_silences_them(start_server):
     assert quiet.stderr() == ""
 
 
-def test_prefork_defaults_to_the_cpus_it_may_run_on(tmp_path):
+def test_prefork_defaults_to_the_cpus_it_may_run_on(start_server):
     """Pinned to one CPU, prefork forks one child: CPU pinning is honoured."""
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--strategy", "prefork", "--port", "0"],
-                            cwd=REPO, stdout=subprocess.PIPE, start_new_session=True,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
-    try:
-        assert proc.stdout.readline().startswith(b"listening on ")
-        time.sleep(0.3)
-        group = [pid for pid in os.listdir("/proc") if pid.isdigit() and _pgid(pid) == proc.pid]
-        assert len(group) == 2  # the parent and one child
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
+    server = start_server("prefork", preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    time.sleep(0.3)
+    group = [pid for pid in os.listdir("/proc") if pid.isdigit() and _pgid(pid) == server.proc.pid]
+    assert len(group) == 2  # the parent and one child
 
 
 def _pgid(pid):
@@ -231,6 +224,37 @@ def _pgid(pid):
             return int(f.read().rsplit(")", 1)[1].split()[2])
     except (FileNotFoundError, ProcessLookupError):
         return None
+
+
+def _cap_address_space():
+    # Each thread reserves an 8 MiB stack: 1 GiB of address space allows roughly a hundred of them.
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+def test_threaded_turns_clients_away_when_no_thread_can_start_and_keeps_serving(start_server):
+    server = start_server("threaded", "--quiet", preexec_fn=_cap_address_space)
+    clients = []
+    try:
+        for _ in range(400):
+            clients.append(connect(server))
+        time.sleep(0.5)
+        assert "turned away" in server.stderr()  # the limit was really reached
+        turned_away = 0
+        for sock in clients:
+            sock.sendall(b"1\n")
+            try:
+                served = read_lines(sock, 1) == b"1\n"
+            except ConnectionError:
+                served = False
+            turned_away += not served
+        assert 0 < turned_away < len(clients)
+    finally:
+        for sock in clients:
+            sock.close()
+    time.sleep(0.5)  # the served clients' threads end and free their stacks
+    with connect(server) as sock:
+        assert ask(sock, b"10\n") == b"55\n"
+    assert server.proc.poll() is None
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,8 +1,7 @@
 """process-pool: a thread per connection; every request is computed in a process pool (C7, C8)."""
-from threading import Thread
-
 from server.listener import accept
 from server.pool import process_pool
+from server.threads import start_thread
 
 USES = {"workers"}
 
@@ -15,4 +14,4 @@ def serve(listener, service):
 
         while True:
             client, addr = accept(listener)
-            Thread(target=service.handle, args=(client, addr, compute), daemon=True).start()
+            start_thread(service.handle, client, addr, compute)

@@ -1,8 +1,7 @@
 """threshold-pool: short requests inline, long ones (n > threshold) in a process pool (C9)."""
-from threading import Thread
-
 from server.listener import accept
 from server.pool import process_pool
+from server.threads import start_thread
 
 USES = {"workers", "threshold"}
 
@@ -17,4 +16,4 @@ def serve(listener, service):
 
         while True:
             client, addr = accept(listener)
-            Thread(target=service.handle, args=(client, addr, compute), daemon=True).start()
+            start_thread(service.handle, client, addr, compute)
