@@ -214,16 +214,42 @@ def test_prefork_defaults_to_the_cpus_it_may_run_on(start_server):
     """Pinned to one CPU, prefork forks one child: CPU pinning is honoured."""
     server = start_server("prefork", preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
     time.sleep(0.3)
-    group = [pid for pid in os.listdir("/proc") if pid.isdigit() and _pgid(pid) == server.proc.pid]
+    group = [pid for pid, _, pgid in _processes() if pgid == server.proc.pid]
     assert len(group) == 2  # the parent and one child
 
 
-def _pgid(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[2])
-    except (FileNotFoundError, ProcessLookupError):
-        return None
+def _processes():
+    """(pid, parent pid, process group) of every process, from /proc."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            yield int(entry), int(fields[1]), int(fields[2])
+
+
+@pytest.mark.parametrize("strategy", ["process-pool", "threshold-pool"])
+def test_a_killed_pool_worker_fails_its_request_and_the_pool_recovers(start_server, strategy):
+    server = start_server(strategy, "--workers", "2")
+    with connect(server) as victim:
+        victim.sendall(b"36\n")  # seconds of work in a pool worker
+        time.sleep(0.3)
+        forkserver = _children(server.proc.pid)
+        workers = [pid for parent in forkserver for pid in _children(parent)]
+        assert len(workers) == 2
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        assert read_lines(victim, 1) == b"ERR server error (BrokenProcessPool)\n"
+    with connect(server) as sock:
+        assert ask(sock, b"20\n") == b"6765\n"
+        assert ask(sock, b"25\n") == b"75025\n"
+    assert "a pool worker died; starting a new pool" in server.stderr()
+
+
+def _children(pid):
+    return [child for child, parent, _ in _processes() if parent == pid]
 
 
 def _cap_address_space():
