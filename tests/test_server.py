@@ -234,6 +234,7 @@ def _processes():
 def test_a_killed_pool_worker_fails_its_request_and_the_pool_recovers(start_server, strategy):
     server = start_server(strategy, "--workers", "2")
     with connect(server) as victim:
+        assert ask(victim, b"20\n") == b"6765\n"  # the pool has started (it does so before accepting)
         victim.sendall(b"36\n")  # seconds of work in a pool worker
         time.sleep(0.3)
         forkserver = _children(server.proc.pid)
