@@ -91,3 +91,90 @@ def start_server(tmp_path):
     for server in started:
         # Whatever a test did, a server never prints a traceback: errors are ERR replies or log lines.
         assert "Traceback" not in server.stderr(), server.stderr()
+
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+OFFLINE_BASE = "concurrency-lab-base:trixie"
+LAB_IMAGE = "concurrency-lab:latest"
+BUILD_TIMEOUT_S = 900  # a cold build takes 1-2 min here
+
+
+def unavailable(reason):
+    """Docker tests fail under CI (they must run there) and skip elsewhere, saying why."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}; scripts/ci-prepare sets the machine up", pytrace=False)
+    pytest.skip(reason)
+
+
+def run(cmd, timeout, env=None, check=False):
+    """A command with a time limit; a timeout or (with check) a failure fails the test with its output."""
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        pytest.fail(f"timed out after {timeout}s: {' '.join(map(str, cmd))}\n{out[-3000:]}", pytrace=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"exit {proc.returncode}: {' '.join(map(str, cmd))}\n"
+                    f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False)
+    return proc
+
+
+def clean_env():
+    """The caller's environment without settings that would change the compose file's meaning."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "COMPOSE_")) and k != "BASE_IMAGE"}
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A Docker Engine and Compose v2; returns the engine's CPU count."""
+    try:
+        server = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        unavailable(f"the docker CLI does not answer: {e}")
+    if server.returncode != 0:
+        unavailable(f"no Docker Engine: {server.stderr.strip()[:300]}")
+    try:
+        compose = subprocess.run(["docker", "compose", "version", "--short"],
+                                 capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        unavailable("`docker compose version` hangs")
+    if compose.returncode != 0 or not compose.stdout.strip().lstrip("v").startswith(("2", "3", "4", "5")):
+        unavailable("Compose v2 is missing (`docker compose version` fails): run scripts/install-compose")
+    return int(run(["docker", "info", "--format", "{{.NCPU}}"], 30, check=True).stdout.strip())
+
+
+@dataclass
+class LabImage:
+    name: str
+    base: str
+    base_reason: str
+    build_seconds: float
+    build_output: str
+
+
+@pytest.fixture(scope="session")
+def lab_image(docker_engine):
+    """The lab image, built once per session with `docker compose build`, so every Docker test runs
+    today's code: from BASE_IMAGE if set, else the offline base if present, else python:3.13-slim."""
+    if os.environ.get("BASE_IMAGE"):
+        base, reason = os.environ["BASE_IMAGE"], "BASE_IMAGE from the environment"
+    elif run(["docker", "image", "inspect", OFFLINE_BASE], 30).returncode == 0:
+        base, reason = OFFLINE_BASE, "the offline base image (scripts/build-offline-base)"
+    elif IN_CI:
+        pytest.fail(f"CI=true but the offline base image {OFFLINE_BASE} is missing: run scripts/ci-prepare",
+                    pytrace=False)
+    else:
+        base, reason = "python:3.13-slim", "the .env default (needs a container registry)"
+    started = time.monotonic()
+    proc = run(["docker", "compose", "--project-directory", str(REPO), "-f", str(REPO / "compose.yaml"), "build"],
+               BUILD_TIMEOUT_S, env={**clean_env(), "BASE_IMAGE": base})
+    image = LabImage(LAB_IMAGE, base, reason, time.monotonic() - started, proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in image.build_output:
+            hint = ("\nHint: pip in the build cannot verify TLS. Run scripts/wheelhouse (offline install) "
+                    "or put your CA bundle into ca-certs/ (README, 'Behind a TLS-intercepting proxy').")
+        pytest.fail(f"`docker compose build` with BASE_IMAGE={base} ({reason}) failed after "
+                    f"{image.build_seconds:.0f}s:\n{image.build_output[-5000:]}{hint}", pytrace=False)
+    return image

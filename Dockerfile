@@ -1,0 +1,71 @@
+# The lab image: every server strategy and the Locust load generators, from one image.
+#
+#   BASE_IMAGE=python:3.13-slim (default)      needs a container registry
+#   BASE_IMAGE=concurrency-lab-base:trixie     offline: scripts/build-offline-base
+#
+# Optional inputs, picked up from the build context when present:
+#   wheelhouse/*.whl  (scripts/wheelhouse)  -> pip install --no-index, no network at all
+#   ca-certs/*.pem|*.crt                    -> CA bundle for pip behind a TLS-intercepting
+#                                              proxy; used in the build stage only, never
+#                                              copied into the final image
+# No "RUN --mount" and no "# syntax" line on purpose: this file builds with the classic
+# builder (Docker Engine 20.10 without buildx) as well as with BuildKit.
+ARG BASE_IMAGE=python:3.13-slim
+
+FROM ${BASE_IMAGE} AS deps
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_DEFAULT_TIMEOUT=60 PIP_ROOT_USER_ACTION=ignore
+# requirements/lab.txt is listed first so that each COPY has a source even when
+# the optional directory is absent (a glob that matches nothing is then allowed).
+COPY requirements/lab.txt /tmp/lab/requirements.txt
+COPY requirements/lab.txt wheelhouse* /tmp/lab/wheels/
+COPY requirements/lab.txt ca-certs* /tmp/lab/ca/
+RUN set -eu; \
+    python3 -m venv /opt/lab; \
+    cafile=""; \
+    for f in /tmp/lab/ca/*.pem /tmp/lab/ca/*.crt; do \
+        if [ -f "$f" ]; then cat "$f" >> /tmp/lab/ca-bundle.pem; cafile=/tmp/lab/ca-bundle.pem; fi; \
+    done; \
+    if [ -n "$cafile" ]; then \
+        echo "lab: using the CA bundle from ca-certs/ for pip"; \
+        export PIP_CERT="$cafile" SSL_CERT_FILE="$cafile" REQUESTS_CA_BUNDLE="$cafile"; \
+    fi; \
+    if ls /tmp/lab/wheels/*.whl >/dev/null 2>&1; then \
+        echo "lab: installing from the wheelhouse, offline"; \
+        /opt/lab/bin/pip install --no-index --find-links /tmp/lab/wheels --only-binary=:all: \
+            -r /tmp/lab/requirements.txt; \
+    else \
+        echo "lab: installing from the package index"; \
+        /opt/lab/bin/pip install --only-binary=:all: -r /tmp/lab/requirements.txt; \
+    fi; \
+    /opt/lab/bin/pip check; \
+    /opt/lab/bin/pip uninstall -y -q pip; \
+    rm -rf /tmp/lab
+
+FROM ${BASE_IMAGE}
+ENV PATH=/opt/lab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    LANG=C.UTF-8
+# A fixed, unprivileged user (compose also says user: 10001:10001).
+RUN set -eu; \
+    if command -v useradd >/dev/null 2>&1; then \
+        groupadd --system --gid 10001 lab; \
+        useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin lab; \
+    else \
+        echo 'lab:x:10001:' >> /etc/group; \
+        echo 'lab:x:10001:10001:lab:/tmp:/usr/sbin/nologin' >> /etc/passwd; \
+    fi
+COPY --from=deps /opt/lab /opt/lab
+WORKDIR /app
+COPY server/ /app/server/
+COPY clients/ /app/clients/
+COPY locustfiles/ /app/locustfiles/
+RUN python -m compileall -q /app /opt/lab >/dev/null && python -c 'import server, clients, locust, docker'
+USER 10001:10001
+EXPOSE 25000 8089 5557
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "server", "--strategy", "threaded", "--host", "0.0.0.0", "--port", "25000"]

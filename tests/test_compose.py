@@ -1,0 +1,380 @@
+"""The compose lab for real: the config, the image build (with the offline base on
+machines without a registry), `up` to healthy, the article's client on every
+published port, CPU pinning, non-root and hardened containers, Locust end to end,
+scripts/pin, and `down` within 10 s.
+
+Needs a Docker Engine and Compose v2 (`docker compose`). With CI=true a missing
+Engine or Compose v2 fails these tests; elsewhere they are skipped with the reason
+(scripts/ci-prepare installs what is missing).
+
+Every session uses its own compose project (labtest-...), on free host ports,
+and a finalizer always runs `down -v`, so no container is left behind. Each
+docker call has a time limit, so the module's setup is bounded.
+"""
+
+import json
+import os
+import random
+import socket
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import LAB_IMAGE as IMAGE, OFFLINE_BASE, REPO, clean_env, run
+STRATEGIES = ["sequential", "threaded", "process-pool", "threshold-pool", "prefork", "asyncio", "generators"]
+SERVER_SERVICES = [f"server-{s}" for s in STRATEGIES]
+LOAD_SERVICES = ["locust-master", "locust-worker"]
+SERVICES = SERVER_SERVICES + LOAD_SERVICES
+LAB_UID = 10001
+pytestmark = pytest.mark.docker
+
+UP_TIMEOUT_S = 240         # up --wait; about 20 s here
+DOWN_LIMIT_S = 10.0        # the issue's limit for `docker compose down`
+
+# Runs inside a lab container: every process but itself, with its UIDs, GIDs,
+# effective capabilities and allowed CPUs.
+PROC_PROBE = r"""
+import json, os
+me = os.getpid()
+out = []
+for pid in sorted(int(p) for p in os.listdir('/proc') if p.isdigit()):
+    if pid == me:
+        continue
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            st = dict(l.rstrip('\n').split(':\t', 1) for l in f if ':\t' in l)
+    except OSError:
+        continue
+    out.append({'pid': pid, 'name': st['Name'], 'uid': st['Uid'].split(), 'gid': st['Gid'].split(),
+                'cap_eff': st['CapEff'], 'cpus': st['Cpus_allowed_list']})
+print(json.dumps({'procs': out, 'affinity': sorted(os.sched_getaffinity(0))}))
+"""
+
+
+def parse_cpus(text):
+    cpus = set()
+    for part in text.strip().split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def choose_port_prefix():
+    """'2500' (ports 25001-25007) when free, else another prefix whose 7 ports are free."""
+    rng = random.Random()
+    for prefix in ["2500"] + [str(p) for p in rng.sample(range(2510, 6500), 60)]:
+        if all(port_free(int(f"{prefix}{i}")) for i in range(1, 8)):
+            return prefix
+    pytest.fail("no free block of 7 host ports found for the lab", pytrace=False)
+
+
+def choose_ui_port():
+    if port_free(8089):
+        return 8089
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    def __init__(self, project, env, prefix, ui_port, base, base_reason, ncpu):
+        self.project, self.env, self.prefix, self.ui_port = project, env, prefix, ui_port
+        self.base, self.base_reason, self.ncpu = base, base_reason, ncpu
+        self.build_seconds = None
+        self.build_output = ""
+
+    def compose(self, *args, timeout, check=True):
+        cmd = ["docker", "compose", "--project-directory", str(REPO), "-f", str(REPO / "compose.yaml"),
+               "-p", self.project, *args]
+        return run(cmd, timeout, env=self.env, check=check)
+
+    def containers(self):
+        ids = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"],
+                  30, check=True).stdout.split()
+        if not ids:
+            return []
+        return json.loads(run(["docker", "inspect", *ids], 30, check=True).stdout)
+
+    def by_service(self):
+        found = {}
+        for c in self.containers():
+            found.setdefault(c["Config"]["Labels"]["com.docker.compose.service"], []).append(c)
+        return found
+
+    def probe(self, container_id):
+        out = run(["docker", "exec", container_id, "python", "-c", PROC_PROBE], 60, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    def ui(self, path, data=None, timeout=10):
+        url = f"http://127.0.0.1:{self.ui_port}{path}"
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        with urllib.request.urlopen(url, data=body, timeout=timeout) as resp:
+            return json.loads(resp.read().decode())
+
+    def diagnostics(self):
+        ps = self.compose("ps", "-a", timeout=60, check=False)
+        logs = self.compose("logs", "--no-color", "--tail", "25", timeout=60, check=False)
+        return f"{ps.stdout}\n{ps.stderr}\n{logs.stdout[-6000:]}"
+
+    def teardown(self):
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=180, check=False)
+        left = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"],
+                   30).stdout.split()
+        if left:
+            run(["docker", "rm", "-f", *left], 120)
+        nets = run(["docker", "network", "ls", "-q", "--filter",
+                    f"label=com.docker.compose.project={self.project}"], 30).stdout.split()
+        if nets:
+            run(["docker", "network", "rm", *nets], 60)
+
+
+@pytest.fixture(scope="module")
+def lab_env(docker_engine, lab_image):
+    """A unique project on free ports, with the base image chosen for this machine."""
+    ncpu = docker_engine
+    base, reason = lab_image.base, lab_image.base_reason
+    prefix, ui_port = choose_port_prefix(), choose_ui_port()
+    env = clean_env()
+    env.update(BASE_IMAGE=base, LAB_PORT_PREFIX=prefix, LAB_UI_PORT=str(ui_port), LAB_BIND="127.0.0.1")
+    if ncpu < 2:  # the .env defaults (servers on 0, load on 1) need two CPUs
+        env.update(LAB_SERVER_CPUS="0", LAB_LOAD_CPUS="0")
+    project = f"labtest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    lab = Lab(project, env, prefix, ui_port, base, reason, ncpu)
+    yield lab
+    lab.teardown()
+
+
+@pytest.fixture(scope="module")
+def built(lab_env, lab_image):
+    """The image, built once per session by conftest's lab_image (the same `docker compose build`)."""
+    lab_env.build_seconds, lab_env.build_output = lab_image.build_seconds, lab_image.build_output
+    return lab_env
+
+
+@pytest.fixture(scope="module")
+def lab(built):
+    lab = built
+    proc = lab.compose("up", "-d", "--no-build", "--wait", "--wait-timeout", str(UP_TIMEOUT_S - 30),
+                       timeout=UP_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"`docker compose up --wait` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n"
+                    f"{lab.diagnostics()}", pytrace=False)
+    return lab
+
+
+# --- the configuration ------------------------------------------------------------------------
+
+def test_compose_config_is_valid_with_safe_defaults(docker_engine):
+    """`docker compose config` accepts the file; with the .env defaults every service is hardened,
+    published on 127.0.0.1 only, pinned as documented, and Locust waits for healthy servers."""
+    env = clean_env()
+    run(["docker", "compose", "config", "-q"], 60, env=env, check=True)
+    cfg = json.loads(run(["docker", "compose", "config", "--format", "json"], 60, env=env, check=True).stdout)
+    services = cfg["services"]
+    assert sorted(services) == sorted(SERVICES)
+    assert [s for s in services if "build" in services[s]] == ["server-sequential"], "the image is built once"
+    assert len({services[s]["image"] for s in services}) == 1, "one lab image for every service"
+    for name, svc in services.items():
+        assert svc["read_only"] is True, name
+        assert svc["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in svc["security_opt"], name
+        assert svc["init"] is True, name
+        assert svc["user"] == f"{LAB_UID}:{LAB_UID}", name
+        assert any(t.startswith("/tmp") for t in svc["tmpfs"]), name
+        for port in svc.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", (name, port)
+        assert "healthcheck" in svc, name
+    for i, name in enumerate(SERVER_SERVICES, start=1):
+        svc = services[name]
+        assert svc["cpuset"] == "0", name
+        assert [(p["target"], str(p["published"])) for p in svc["ports"]] == [(25000, f"2500{i}")], name
+        test = " ".join(svc["healthcheck"]["test"])
+        assert "clients.request" in test and "25000" in test, test
+        assert f"--strategy {name.removeprefix('server-')} " in " ".join(svc["command"]) + " ", name
+        assert svc["stop_grace_period"] == "3s", name  # the servers exit on SIGTERM within 2 s
+    assert [(p["target"], str(p["published"])) for p in services["locust-master"]["ports"]] == [(8089, "8089")]
+    assert "ports" not in services["locust-worker"], "workers must be scalable: no fixed host port"
+    for name in LOAD_SERVICES:
+        assert services[name]["cpuset"] == "1", name
+        deps = services[name]["depends_on"]
+        for server in SERVER_SERVICES:
+            assert deps[server]["condition"] == "service_healthy", (name, server)
+    assert services["locust-worker"]["depends_on"]["locust-master"]["condition"] == "service_healthy"
+
+
+# --- build and up -----------------------------------------------------------------------------
+
+def test_image_builds_from_the_chosen_base(built):
+    """The one lab image builds (offline base on machines without a registry) and runs Python 3.13
+    with the pinned Locust in it."""
+    lab = built
+    print(f"built with BASE_IMAGE={lab.base} ({lab.base_reason}) in {lab.build_seconds:.1f}s")
+    out = run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", IMAGE, "-c",
+               "import sys, locust, docker, server, clients; "
+               "print('%d.%d' % sys.version_info[:2], locust.__version__)"], 120, check=True).stdout.split()
+    if lab.base == OFFLINE_BASE:
+        assert out[0] == "3.13", out
+    assert out[1] == "2.47.0", out
+
+
+def test_up_brings_every_service_to_healthy(lab):
+    services = lab.by_service()
+    assert sorted(services) == sorted(SERVICES), lab.diagnostics()
+    for name, containers in services.items():
+        for c in containers:
+            state = c["State"]
+            assert state["Running"], (name, state)
+            assert state["Health"]["Status"] == "healthy", (name, state["Health"])
+
+
+# --- the servers through their published ports ------------------------------------------------
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_article_client_on_published_port(lab, strategy):
+    """The article's perf1 style: send(b"20"), recv(100) -> b"6765\\n", on 127.0.0.1."""
+    index = STRATEGIES.index(strategy) + 1
+    port = int(f"{lab.prefix}{index}")
+    mapped = lab.compose("port", f"server-{strategy}", "25000", timeout=30).stdout.strip()
+    assert mapped == f"127.0.0.1:{port}", mapped
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.settimeout(20)
+        for _ in range(3):
+            sock.send(b"20")
+            assert sock.recv(100) == b"6765\n"
+
+
+# --- pinning and privileges -------------------------------------------------------------------
+
+def test_affinity_equals_cpuset_in_every_container(lab):
+    for name, containers in lab.by_service().items():
+        for c in containers:
+            cpuset = c["HostConfig"]["CpusetCpus"]
+            expected = lab.env.get("LAB_LOAD_CPUS", "1") if name.startswith("locust") \
+                else lab.env.get("LAB_SERVER_CPUS", "0")
+            assert cpuset == expected, (name, cpuset)
+            info = lab.probe(c["Id"])
+            assert set(info["affinity"]) == parse_cpus(cpuset), (name, info["affinity"])
+            assert len(info["procs"]) >= 2, (name, info)  # docker-init and the service's process
+            for p in info["procs"]:
+                assert parse_cpus(p["cpus"]) == parse_cpus(cpuset), (name, p)
+
+
+def test_processes_are_not_root_and_containers_are_hardened(lab):
+    for name, containers in lab.by_service().items():
+        for c in containers:
+            assert c["Config"]["User"] == f"{LAB_UID}:{LAB_UID}", name
+            host = c["HostConfig"]
+            assert host["ReadonlyRootfs"] is True, name
+            assert host["Init"] is True, name
+            assert "ALL" in (host["CapDrop"] or []), name
+            assert any(o.startswith("no-new-privileges") for o in host["SecurityOpt"] or []), name
+            for p in lab.probe(c["Id"])["procs"]:
+                assert "0" not in p["uid"] and "0" not in p["gid"], (name, p)
+                assert int(p["cap_eff"], 16) == 0, (name, p)
+            # the root file system really is read-only
+            write = run(["docker", "exec", c["Id"], "python", "-c", "open('/app/x', 'w')"], 60)
+            assert write.returncode != 0 and "Read-only file system" in write.stderr, (name, write.stderr)
+
+
+# --- Locust -----------------------------------------------------------------------------------
+
+def test_locust_workers_reach_a_server_by_service_name(lab):
+    """A short swarm through the web UI's API: the worker's users talk to server-threaded:25000."""
+    started = lab.ui("/swarm", {"user_count": 2, "spawn_rate": 2, "host": "server-threaded:25000"})
+    assert started["success"], started
+    try:
+        deadline = time.monotonic() + 60
+        stats = {}
+        while time.monotonic() < deadline:
+            stats = lab.ui("/stats/requests")
+            total = next(s for s in stats["stats"] if s["name"] == "Aggregated")
+            if total["num_requests"] >= 20:
+                break
+            time.sleep(1)
+        total = next(s for s in stats["stats"] if s["name"] == "Aggregated")
+        assert total["num_requests"] >= 20, stats
+        assert total["num_failures"] == 0, stats.get("errors")
+        assert stats["worker_count"] >= 1
+    finally:
+        lab.ui("/stop", {})
+
+
+def test_locust_workers_scale(lab):
+    proc = lab.compose("up", "-d", "--no-build", "--no-recreate", "--wait", "--wait-timeout", "120",
+                       "--scale", "locust-worker=2", timeout=180, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + lab.diagnostics()
+    assert len(lab.by_service()["locust-worker"]) == 2
+    deadline = time.monotonic() + 60
+    while lab.ui("/stats/requests")["worker_count"] != 2 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert lab.ui("/stats/requests")["worker_count"] == 2
+
+
+# --- scripts/pin ------------------------------------------------------------------------------
+
+def pin(lab, *args):
+    return run([sys.executable, str(REPO / "scripts" / "pin"), "--project", lab.project, *args], 120)
+
+
+def test_scripts_pin_shows_and_repins(lab):
+    shown = pin(lab)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    for name, containers in lab.by_service().items():
+        for c in containers:
+            line = next(l for l in shown.stdout.splitlines() if l.startswith(c["Name"].lstrip("/") + " "))
+            assert line.split()[1] == name and line.split()[-1] == "yes", line
+
+    target = lab.by_service()["server-threaded"][0]
+    original = target["HostConfig"]["CpusetCpus"]
+    if lab.ncpu >= 2:
+        repinned = pin(lab, "server-threaded", "0-1")
+        assert repinned.returncode == 0, repinned.stderr
+        try:
+            assert lab.probe(target["Id"])["affinity"] == [0, 1]
+            assert " 0-1 " in next(l for l in pin(lab).stdout.splitlines() if "server-threaded" in l)
+        finally:
+            back = pin(lab, "server-threaded", original)
+            assert back.returncode == 0, back.stderr
+        assert set(lab.probe(target["Id"])["affinity"]) == parse_cpus(original)
+
+    refused = pin(lab, "server-threaded", str(lab.ncpu))
+    assert refused.returncode != 0
+    assert "refusing" in refused.stderr and f"has {lab.ncpu} CPU" in refused.stderr, refused.stderr
+    bad = pin(lab, "server-threaded", "zero")
+    assert bad.returncode != 0 and "bad CPU list" in bad.stderr, bad.stderr
+    unknown = pin(lab, "no-such-service", "0")
+    assert unknown.returncode != 0 and "no running lab container" in unknown.stderr, unknown.stderr
+
+
+# --- down (keep last: it stops the lab) -------------------------------------------------------
+
+def test_down_completes_within_10s(lab):
+    since = time.time()
+    started = time.monotonic()
+    proc = lab.compose("down", "-v", timeout=120, check=False)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    print(f"docker compose down took {elapsed:.1f}s")
+    if elapsed >= DOWN_LIMIT_S:
+        # say which container was slow: the engine's events during the down
+        events = run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                      "--filter", f"label=com.docker.compose.project={lab.project}", "--filter", "type=container",
+                      "--format", "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}"], 60).stdout
+        timeline = "\n".join(f"{(int(t) / 1e9 - since):6.2f}s {rest}" for t, rest in
+                              (line.split(" ", 1) for line in events.splitlines() if line and "exec_" not in line))
+        pytest.fail(f"down took {elapsed:.1f}s (limit {DOWN_LIMIT_S:.0f}s); load average {os.getloadavg()}; "
+                    f"events:\n{timeline}", pytrace=False)
+    assert lab.containers() == []
