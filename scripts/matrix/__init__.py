@@ -1,0 +1,1 @@
+"""The experiment runner: containers, experiments, the results store and the claims' verdicts."""

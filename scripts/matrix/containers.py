@@ -1,0 +1,191 @@
+"""The containers of one run, through the docker SDK: a private network, one load container that
+runs the clients, and one server container at a time. Load never runs on the server's CPUs."""
+import json
+import threading
+import time
+
+import docker
+
+LABEL = "org.concurrency-lab.run"
+HARDENING = dict(
+    user="10001:10001", read_only=True, tmpfs={"/tmp": "size=64m,mode=1777"}, cap_drop=["ALL"],
+    security_opt=["no-new-privileges:true"], init=True,
+)  # the engine's default open-file limit (20,000 or more) covers C13's 10,000 connections
+READY_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 3
+STATS_INTERVAL_S = 0.5
+# Reads the server's own process (not docker-init) from inside its container.
+SERVER_PROC_STATUS = """
+import json, os
+for pid in os.listdir('/proc'):
+    if pid.isdigit():
+        try:
+            cmd = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
+        except OSError:
+            continue
+        if b'python' in cmd[0] and cmd[1:3] == [b'-m', b'server']:  # not docker-init, whose args hold the same words
+            fields = dict(line.split(':', 1) for line in open(f'/proc/{pid}/status'))
+            print(json.dumps({k: fields[k].split()[0] for k in ('Threads', 'VmRSS', 'VmSize')}))
+            break
+"""
+
+
+class LabError(Exception):
+    """Something the user has to fix (no image, no engine, a CPU the host lacks)."""
+
+
+class Lab:
+    def __init__(self, image, server_cpus, load_cpus):
+        try:
+            self.docker = docker.from_env()
+            self.docker.ping()
+        except docker.errors.DockerException as e:
+            raise LabError(f"cannot reach the Docker Engine: {e}") from None
+        try:
+            self.docker.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise LabError(f"no image {image!r}: build it first with 'docker compose build' "
+                           "(offline: see the README, 'Without a registry')") from None
+        self.image = image
+        self.server_cpus, self.load_cpus = server_cpus, load_cpus
+        self.run_id = self.name = self.network = self.load = None
+
+    def open(self, run_id):
+        """Use as `with lab.open(run_id):` the run's network and load container exist inside it."""
+        self.run_id, self.name = run_id, f"lab-run-{run_id}"
+        return self
+
+    def __enter__(self):
+        self.close()  # leftovers of an interrupted run with the same id (--resume)
+        # internal: the run's containers reach each other and nothing else
+        self.network = self.docker.networks.create(self.name, internal=True, labels={LABEL: self.run_id})
+        self.load = self._run("load", ["sleep", "infinity"], self.load_cpus)
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        for container in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={self.run_id}"}):
+            container.remove(force=True)
+        for network in self.docker.networks.list(filters={"label": f"{LABEL}={self.run_id}"}):
+            network.remove()
+
+    def _run(self, role, command, cpus):
+        return self.docker.containers.run(
+            self.image, command, name=f"{self.name}-{role}", detach=True, network=self.name,
+            cpuset_cpus=cpus, labels={LABEL: self.run_id}, **HARDENING)
+
+    def server(self, strategy, *args, cpus=None):
+        return Server(self, strategy, args, cpus or self.server_cpus)
+
+    def run_client(self, module, *args, timeout, on_line=None):
+        """Run `python -m clients.MODULE ARGS` in the load container and return the JSON record it
+        prints last. on_line(line) sees every stdout line as it comes (to act while a client holds)."""
+        argv = ["timeout", "-s", "KILL", str(int(timeout) + 1), "python", "-m", f"clients.{module}",
+                *map(str, args)]
+        api = self.docker.api
+        exec_id = api.exec_create(self.load.id, argv)["Id"]
+        out, err, partial = [], [], b""
+        for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
+            err.append(stderr or b"")
+            partial += stdout or b""
+            *lines, partial = partial.split(b"\n")
+            for line in lines:
+                out.append(line.decode(errors="replace"))
+                if on_line:
+                    on_line(out[-1])
+        out.append(partial.decode(errors="replace"))
+        code = api.exec_inspect(exec_id)["ExitCode"]
+        records = [line for line in out if line.startswith("{")]
+        if code != 0 or not records:
+            lines = b"".join(err).decode(errors="replace").strip().splitlines() or out or [""]
+            raise RuntimeError(f"clients.{module} exited {code}: {lines[-1].strip()}")
+        return json.loads(records[-1])
+
+    def run_clients(self, calls):
+        """Run several clients at once (each a (module, args, timeout) tuple); return their records."""
+        results = [None] * len(calls)
+
+        def run(i, module, args, timeout):
+            try:
+                results[i] = self.run_client(module, *args, timeout=timeout)
+            except Exception as e:  # reported below, after every client is done
+                results[i] = e
+
+        threads = [threading.Thread(target=run, args=(i, *call)) for i, call in enumerate(calls)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+
+class Server:
+    """One strategy's container, pinned, started and ready (a real fib request answered)."""
+
+    def __init__(self, lab, strategy, args, cpus):
+        self.lab, self.strategy, self.args, self.cpus = lab, strategy, args, cpus
+        self.host = f"{lab.name}-server"
+        self.container = None
+        self.stats = []
+
+    def __enter__(self):
+        command = ["python", "-m", "server", "--strategy", self.strategy, "--host", "0.0.0.0",
+                   "--port", "25000", "--quiet", *map(str, self.args)]
+        self.container = self.lab._run("server", command, self.cpus)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.container.remove(force=True)
+            raise
+        self._stop_sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_stats, daemon=True)
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop_sampling.set()
+        self._sampler.join(timeout=5)
+        self.container.stop(timeout=STOP_TIMEOUT_S)
+        self.container.remove(force=True)
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                # any reply will do (echo servers too); a wrong fib shows up in the experiments
+                self.lab.run_client("request", "--host", self.host, "--port", 25000, "--timeout", 2, "--json",
+                                    "--no-check", 10, timeout=5)
+                return
+            except RuntimeError as e:
+                self.container.reload()
+                if self.container.status != "running":
+                    logs = self.container.logs(tail=5).decode(errors="replace").strip()
+                    raise RuntimeError(f"server {self.strategy} exited: {logs}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server {self.strategy} not ready after {READY_TIMEOUT_S} s: {e}")
+                time.sleep(0.2)
+
+    def _sample_stats(self):
+        """docker stats (one-shot samples, so stopping is immediate) every STATS_INTERVAL_S."""
+        while not self._stop_sampling.wait(STATS_INTERVAL_S):
+            try:
+                sample = self.container.stats(stream=False, one_shot=True)
+            except (docker.errors.APIError, docker.errors.NotFound, ValueError):
+                return
+            self.stats.append({"t": time.time(),
+                               "cpu_total_ns": sample.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage"),
+                               "memory_bytes": sample.get("memory_stats", {}).get("usage")})
+
+    def process_status(self):
+        """Threads, resident and virtual size (KiB) of the server process, read inside its container."""
+        code, out = self.container.exec_run(["python", "-c", SERVER_PROC_STATUS])
+        if code != 0 or not out.strip():
+            raise RuntimeError(f"cannot read the server's /proc status: {out.decode(errors='replace')}")
+        fields = json.loads(out)
+        return {"threads": int(fields["Threads"]), "rss_kib": int(fields["VmRSS"]),
+                "vsz_kib": int(fields["VmSize"])}

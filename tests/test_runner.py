@@ -1,0 +1,110 @@
+"""The experiment runner on real containers: a quick run, interrupt and resume, and the report."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.docker
+RUN_MATRIX = [sys.executable, str(REPO / "scripts" / "run_matrix.py")]
+
+
+def run_matrix(*args, results, timeout=600):
+    return subprocess.run([*RUN_MATRIX, "--results", str(results), *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+def only_run(results):
+    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
+    return run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def quick_run(lab_image, tmp_path_factory):
+    """One whole quick run, shared by the tests that read it."""
+    results = tmp_path_factory.mktemp("results")
+    started = time.monotonic()
+    proc = run_matrix("--quick", "--image", lab_image.name, "--pool-cpus", "0-1", results=results)
+    print(proc.stderr[-6000:])
+    return results, proc, time.monotonic() - started
+
+
+def test_a_quick_run_produces_a_complete_results_json(quick_run):
+    results, proc, seconds = quick_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir, record = only_run(results)
+    assert record["schema"] == "concurrency-lab/results/1"
+    assert record["status"] == "complete"
+    failed = {cell_id: cell["error"] for cell_id, cell in record["cells"].items() if cell["status"] != "ok"}
+    assert not failed
+    env = record["environment"]
+    for key in ("python", "cpusets", "cpu_model", "cpu_count", "kernel", "docker", "lab_commit"):
+        assert env[key] is not None, key
+    assert env["python"]["switch_interval_s"] == 0.005
+    assert [row["id"] for row in record["claims"]] == [f"C{i}" for i in range(1, 14)]
+    # every cell's raw client records and docker stats are there, as valid JSON
+    for cell_id, cell in record["cells"].items():
+        raw = list((run_dir / "raw" / cell_id).glob("*.json"))
+        assert raw, cell_id
+        for path in raw:
+            json.loads(path.read_text())
+    assert not list(run_dir.rglob("*.tmp")), "a temporary file was left behind"
+    print(f"quick run: {seconds:.0f} s")
+
+
+def test_quick_run_reproduces_c4_c6_on_threaded_and_c7_with_two_cpus(quick_run):
+    _, record = only_run(quick_run[0])
+    verdicts = {row["id"]: row for row in record["claims"]}
+    for claim in ("C4", "C6", "C7"):
+        assert verdicts[claim]["verdict"] == "reproduced", verdicts[claim]
+
+
+def test_interrupting_and_resuming_loses_nothing(lab_image, tmp_path):
+    results = tmp_path / "results"
+    args = ["--quick", "--image", lab_image.name, "--experiments", "fib,loopback_floor,thread_memory,echo_clients"]
+    proc = subprocess.Popen([*RUN_MATRIX, "--results", str(results), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # interrupt once two cells are saved
+            found = list(results.glob("*/results.json"))
+            if found and len(json.loads(found[0].read_text())["cells"]) >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    run_dir, record = only_run(results)
+    assert record["status"] == "incomplete"
+    kept = record["cells"]
+    assert 2 <= len(kept) < 4 and all(cell["status"] == "ok" for cell in kept.values())
+    assert f"--resume {run_dir}" in err
+
+    resumed = run_matrix("--resume", str(run_dir), results=results)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _, record = only_run(results)
+    assert record["status"] == "complete"
+    assert set(record["cells"]) == {"fib/threaded", "loopback_floor", "thread_memory", "echo_clients/threaded"}
+    for cell_id, cell in kept.items():
+        assert record["cells"][cell_id] == cell  # finished cells were kept, not run again
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strategies", "nope"], "unknown: nope"),
+    (["--load-cpus", "x"], "not a CPU set"),
+    (["--server-cpus", "999"], "has no CPU 999"),
+    (["--resume", "/nonexistent"], "no results.json"),
+])
+def test_bad_arguments_are_clear_errors(lab_image, tmp_path, args, message):
+    proc = run_matrix("--image", lab_image.name, *args, results=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir()), "a bad command line must not start a run"
