@@ -104,7 +104,7 @@ def convoy_text(c):
 
 
 def c6(m, record):
-    c = m("convoy/threaded")
+    (c,) = rates(m, "convoy/threaded")
     return convoy_text(c), c["drop"] is not None and c["drop"] >= 0.9, RULE_TEXT["C6"]
 
 
@@ -116,8 +116,18 @@ def c7(m, record):
     return text + f" on CPUs {cpus}", ratio < DOUBLED, RULE_TEXT["C7"]
 
 
+def rates(m, *cell_ids):
+    """Convoy cells whose before-rate was measured (it is None when no whole bucket preceded the
+    long request, e.g. a delay shorter than two buckets): such a cell gives no verdict."""
+    cells = [m(cell_id) for cell_id in cell_ids]
+    for cell_id, cell in zip(cell_ids, cells):
+        if not cell["rate_before_per_s"]:
+            raise NotRun(f"{cell_id} measured no perf2 rate before the long request")
+    return cells
+
+
 def c8(m, record):
-    pool, threads = m("convoy/process-pool"), m("convoy/threaded")
+    pool, threads = rates(m, "convoy/process-pool", "convoy/threaded")
     cost = 1 - pool["rate_before_per_s"] / threads["rate_before_per_s"]
     steady = pool["drop"] is not None and pool["drop"] <= 0.3
     return (f"{rate(pool['rate_before_per_s'])} vs threaded {rate(threads['rate_before_per_s'])} "
@@ -126,7 +136,7 @@ def c8(m, record):
 
 
 def c9(m, record):
-    pool, threads = m("convoy/threshold-pool"), m("convoy/threaded")
+    pool, threads = rates(m, "convoy/threshold-pool", "convoy/threaded")
     share = pool["rate_before_per_s"] / threads["rate_before_per_s"]
     steady = pool["drop"] is not None and pool["drop"] <= 0.3
     return (f"{pct(share)} of threaded's rate; {convoy_text(pool)}", share >= 0.5 and steady, RULE_TEXT["C9"])

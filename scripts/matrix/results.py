@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 SCHEMA = "concurrency-lab/results/1"
+UMASK = os.umask(0)
+os.umask(UMASK)
 
 
 def write_atomic(path, data):
@@ -20,6 +22,7 @@ def write_atomic(path, data):
         data = data.encode()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; results and reports are for sharing
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -61,8 +64,9 @@ class Run:
             raise ValueError(f"{directory}: no results.json (is this a run directory?)") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON: {e}") from None
-        if record.get("schema") != SCHEMA:
-            raise ValueError(f"{path}: schema {record.get('schema')!r}, this lab reads {SCHEMA!r}")
+        if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+            found = record.get("schema") if isinstance(record, dict) else type(record).__name__
+            raise ValueError(f"{path}: schema {found!r}, this lab reads {SCHEMA!r}")
         return cls(directory, record)
 
     @property
