@@ -18,6 +18,7 @@ from rich.table import Table
 
 from matrix import claims, environment, experiments
 from matrix.containers import Lab, LabError
+from matrix.locust_load import HeadlessLocust, LiveLocust
 from matrix.results import Run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,6 +61,11 @@ def parse_args(argv):
                         "(default: LAB_POOL_CPUS, or every CPU: %(default)s)")
     parser.add_argument("--load-cpus", default=dotenv("LAB_LOAD_CPUS") or (str(cpus[1]) if len(cpus) > 1 else "0"),
                         help="CPUs of the load container that runs the clients (default: LAB_LOAD_CPUS, or %(default)s)")
+    parser.add_argument("--load", choices=["auto", "clients", "locust"], default="auto",
+                        help="what drives the perf1 cells (C4, C7): clients.perf1, or Locust's perf1 scenario; "
+                        "auto (default): Locust through the running compose lab's web UI if it is up, so the "
+                        "room watches, else clients. locust without a running lab: headless Locust with "
+                        "distributed workers. The other cells need sub-second timing and always use clients.")
     parser.add_argument("--image", default=os.environ.get("LAB_IMAGE", "concurrency-lab:latest"),
                         help="the lab image (default: %(default)s; build it with docker compose build)")
     parser.add_argument("--results", default=str(REPO / "results"), help="where run directories go (default: results/)")
@@ -102,7 +108,8 @@ def main(argv=None):
         else:
             settings = {"mode": "quick" if args.quick else "full", "strategies": args.strategies,
                         "experiments": args.experiments, "server_cpus": args.server_cpus,
-                        "pool_cpus": args.pool_cpus, "load_cpus": args.load_cpus, "image": args.image}
+                        "pool_cpus": args.pool_cpus, "load_cpus": args.load_cpus, "image": args.image,
+                        "load": args.load}
             run = None
         cells = experiments.plan(settings["mode"], settings["strategies"], settings["experiments"])
         lab = Lab(settings["image"], settings["server_cpus"], settings["load_cpus"])
@@ -134,8 +141,21 @@ def main(argv=None):
     return 0
 
 
+def choose_load(lab, settings):
+    """The perf1 cells' load: a running lab's Locust master, headless Locust, or None (the clients)."""
+    wanted = settings.get("load", "clients")
+    live = LiveLocust.find(lab.docker) if wanted in ("auto", "locust") else None
+    if live:
+        console.print(f"load: the running lab's Locust master, {live.url} (watch the perf1 cells there)")
+        return live
+    if wanted == "locust":
+        console.print("load: headless Locust, master and workers in the load container")
+        return HeadlessLocust(lab)
+    return None
+
+
 def run_cells(lab, run, settings, cells):
-    ctx = experiments.Context(lab, run, settings)
+    ctx = experiments.Context(lab, run, settings, choose_load(lab, settings))
     todo = [cell for cell in cells if not run.done(cell.id)]
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[done]}/{task.fields[of]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]

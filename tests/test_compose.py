@@ -293,7 +293,8 @@ def test_processes_are_not_root_and_containers_are_hardened(lab):
 
 def test_locust_workers_reach_a_server_by_service_name(lab):
     """A short swarm through the web UI's API: the worker's users talk to server-threaded:25000."""
-    started = lab.ui("/swarm", {"user_count": 2, "spawn_rate": 2, "host": "server-threaded:25000"})
+    started = lab.ui("/swarm", {"user_count": 2, "spawn_rate": 2, "host": "tcp://server-threaded:25000",
+                                "user_classes": "Perf2User"})
     assert started["success"], started
     try:
         deadline = time.monotonic() + 60
@@ -310,6 +311,22 @@ def test_locust_workers_reach_a_server_by_service_name(lab):
         assert stats["worker_count"] >= 1
     finally:
         lab.ui("/stop", {})
+
+
+def test_the_runner_drives_the_running_labs_locust_master(lab, tmp_path):
+    """With the lab up, the runner's perf1 cells run through the lab's Locust master, where the room
+    watches them: the swarms land in the master's stats, and the cell is measured from them."""
+    proc = run([sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--quick", "--experiments", "perf1",
+                "--strategies", "threaded", "--results", str(tmp_path)], 300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "load: the running lab's Locust master" in proc.stderr
+    (record_path,) = tmp_path.glob("*/results.json")
+    cell = json.loads(record_path.read_text())["cells"]["perf1/threaded"]
+    assert cell["status"] == "ok", cell.get("error")
+    assert cell["measurements"]["load"] == "locust-live"
+    assert cell["measurements"]["samples"] > 10
+    total = next(s for s in lab.ui("/stats/requests")["stats"] if s["name"] == "Aggregated")
+    assert total["num_requests"] > 0  # the last swarm, as the UI shows it
 
 
 def test_locust_workers_scale(lab):

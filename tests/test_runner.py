@@ -1,5 +1,6 @@
 """The experiment runner on real containers: a quick run, interrupt and resume, and the report."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -96,6 +97,20 @@ def test_interrupting_and_resuming_loses_nothing(lab_image, tmp_path):
         assert record["cells"][cell_id] == cell  # finished cells were kept, not run again
 
 
+def test_headless_locust_with_workers_drives_the_perf1_cells(lab_image, tmp_path):
+    """Without a running lab, --load locust runs headless Locust (a master, 2 workers) in the load
+    container; within one run, threaded's latency ratio is above process-pool's (C4 vs C7)."""
+    proc = run_matrix("--quick", "--image", lab_image.name, "--experiments", "perf1", "--load", "locust",
+                      "--pool-cpus", "0-1", results=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, record = only_run(tmp_path)
+    cells = record["cells"]
+    for cell_id in ("perf1/threaded", "perf1/process-pool"):
+        assert cells[cell_id]["measurements"]["load"] == "locust-headless"
+        assert cells[cell_id]["measurements"]["samples"] > 10
+    assert cells["perf1/threaded"]["measurements"]["ratio"] > cells["perf1/process-pool"]["measurements"]["ratio"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--strategies", "nope"], "unknown: nope"),
     (["--load-cpus", "x"], "not a CPU set"),
@@ -108,3 +123,19 @@ def test_bad_arguments_are_clear_errors(lab_image, tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir()), "a bad command line must not start a run"
+
+
+def test_the_report_of_a_fresh_quick_run_renders_with_every_image(quick_run):
+    run_dir, record = only_run(quick_run[0])
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(run_dir)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (run_dir / "report.html").read_text()
+    markdown = (run_dir / "report.md").read_text()
+    images = re.findall(r"\]\((plots/[^)]+\.png)\)", markdown)
+    assert len(images) >= 5
+    for image in images:
+        assert (run_dir / image).read_bytes().startswith(b"\x89PNG")
+    assert html.count('<img src="data:image/png;base64,') == len(images)
+    for row in record["claims"]:
+        assert row["id"] in markdown

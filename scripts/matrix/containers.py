@@ -79,13 +79,15 @@ class Lab:
     def server(self, strategy, *args, cpus=None):
         return Server(self, strategy, args, cpus or self.server_cpus)
 
-    def run_client(self, module, *args, timeout, on_line=None):
-        """Run `python -m clients.MODULE ARGS` in the load container and return the JSON record it
-        prints last. on_line(line) sees every stdout line as it comes (to act while a client holds)."""
-        argv = ["timeout", "-s", "KILL", str(int(timeout) + 1), "python", "-m", f"clients.{module}",
-                *map(str, args)]
+    def exec_load(self, argv, timeout, on_line=None, detach=False):
+        """Run argv in the load container, killed after `timeout` s; return (exit code, stdout, stderr).
+        on_line(line) sees every stdout line as it comes; detach=True returns at once."""
         api = self.docker.api
-        exec_id = api.exec_create(self.load.id, argv)["Id"]
+        exec_id = api.exec_create(self.load.id, ["timeout", "-s", "KILL", str(int(timeout) + 1),
+                                                 *map(str, argv)])["Id"]
+        if detach:
+            api.exec_start(exec_id, detach=True)
+            return None
         out, err, partial = [], [], b""
         for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
             err.append(stderr or b"")
@@ -96,10 +98,15 @@ class Lab:
                 if on_line:
                     on_line(out[-1])
         out.append(partial.decode(errors="replace"))
-        code = api.exec_inspect(exec_id)["ExitCode"]
-        records = [line for line in out if line.startswith("{")]
+        return api.exec_inspect(exec_id)["ExitCode"], "\n".join(out), b"".join(err).decode(errors="replace")
+
+    def run_client(self, module, *args, timeout, on_line=None):
+        """Run `python -m clients.MODULE ARGS` in the load container and return the JSON record it
+        prints last. on_line(line) sees every stdout line as it comes (to act while a client holds)."""
+        code, out, err = self.exec_load(["python", "-m", f"clients.{module}", *args], timeout, on_line)
+        records = [line for line in out.splitlines() if line.startswith("{")]
         if code != 0 or not records:
-            lines = b"".join(err).decode(errors="replace").strip().splitlines() or out or [""]
+            lines = err.strip().splitlines() or out.strip().splitlines() or [""]
             raise RuntimeError(f"clients.{module} exited {code}: {lines[-1].strip()}")
         return json.loads(records[-1])
 

@@ -79,8 +79,9 @@ def plan(mode, strategies=None, experiments=None):
 class Context:
     """What an experiment needs: the lab's containers, the run's raw files, the CPU settings."""
 
-    def __init__(self, lab, run, settings):
+    def __init__(self, lab, run, settings, locust=None):
         self.lab, self.run, self.settings = lab, run, settings
+        self.locust = locust  # None: the perf1 cells use clients.perf1
 
     @contextmanager
     def server(self, cell, *args):
@@ -168,6 +169,8 @@ def loopback_floor(ctx, cell):
 
 def perf1(ctx, cell):
     """C4, C7: perf1's latency with one client, then with two at once."""
+    if ctx.locust:
+        return locust_perf1(ctx, cell)
     args = ["--n", cell.params["n"], "--duration", cell.params["duration_s"]]
     timeout = cell.params["duration_s"] + 60
     with ctx.server(cell) as server:
@@ -178,6 +181,19 @@ def perf1(ctx, cell):
     two_mean = statistics.fmean(r["mean_s"] for r in two)
     return {"n": cell.params["n"], "one_client_mean_s": one["mean_s"], "two_clients_mean_s": two_mean,
             "ratio": two_mean / one["mean_s"], "samples": one["count"] + sum(r["count"] for r in two)}
+
+
+def locust_perf1(ctx, cell):
+    """perf1 as Locust's perf1 scenario: 1 user, then 2 users (users = clients)."""
+    p = cell.params
+    with ctx.server(cell) as server:
+        runs = {users: ctx.locust.run("perf1", server, users, p["duration_s"], perf1_n=p["n"]) for users in (1, 2)}
+    ctx.run.save_raw(cell.id, "locust.json", {"load": ctx.locust.mode, "retried": getattr(ctx.locust, "retried", 0),
+                                              "runs": {
+        f"{users}_users": {"mean_s": mean, "requests": count} for users, (mean, count) in runs.items()}})
+    (one, one_count), (two, two_count) = runs[1], runs[2]
+    return {"n": p["n"], "one_client_mean_s": one, "two_clients_mean_s": two, "ratio": two / one,
+            "samples": one_count + two_count, "load": ctx.locust.mode}
 
 
 def convoy(ctx, cell):
