@@ -15,7 +15,7 @@ POOLED = {"process-pool", "threshold-pool", "prefork"}  # strategies that can us
 # Sizes per mode. quick: the whole matrix in about 90 s on 2 cores; full: the article's sizes where
 # they fit in 10 minutes (fib(40) and range(10**9) do not: fib(37) and range(10**8) stand in).
 SIZES = {
-    "quick": dict(perf1_n=27, perf1_s=2.0, perf2_s=2.5, long_n=32, long_delay_s=0.8, interval_s=0.1,
+    "quick": dict(perf1_n=27, perf1_s=2.0, perf2_s=2.5, long_n=34, long_delay_s=0.8, interval_s=0.1,
                   lockout_n=36, idle_connections=2000, hold_s=1.0, fib_ns=(10, 20, 32), gil_size=10**7,
                   threads=1000, floor_s=1.5, echo_clients=50),
     "full": dict(perf1_n=30, perf1_s=6.0, perf2_s=8.0, long_n=37, long_delay_s=2.0, interval_s=0.1,
@@ -174,6 +174,8 @@ def perf1(ctx, cell):
     args = ["--n", cell.params["n"], "--duration", cell.params["duration_s"]]
     timeout = cell.params["duration_s"] + 60
     with ctx.server(cell) as server:
+        # a fresh server's first requests are slow; they must not inflate the 1-client baseline
+        ctx.client(cell, "warm_up", "perf1", *target(server), "--n", cell.params["n"], "--count", 10, timeout=timeout)
         one = ctx.client(cell, "one_client", "perf1", *target(server), *args, timeout=timeout)
         two = [ctx.in_background(ctx.client, cell, f"two_clients_{i}", "perf1", *target(server), *args,
                                  timeout=timeout) for i in (1, 2)]
