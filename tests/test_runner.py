@@ -20,6 +20,13 @@ def run_matrix(*args, results, timeout=600):
                           timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
+def leftovers(run_id):
+    """Containers and networks of a run that are still there (a finished run leaves none)."""
+    label = f"label=org.concurrency-lab.run={run_id}"
+    return [subprocess.run(["docker", kind, "ls", "-aq" if kind == "container" else "-q", "--filter", label],
+                           capture_output=True, text=True, timeout=60).stdout.split() for kind in ("container", "network")]
+
+
 def only_run(results):
     (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
     return run_dir, json.loads((run_dir / "results.json").read_text())
@@ -55,6 +62,7 @@ def test_a_quick_run_produces_a_complete_results_json(quick_run):
         for path in raw:
             json.loads(path.read_text())
     assert not list(run_dir.rglob("*.tmp")), "a temporary file was left behind"
+    assert leftovers(record["run_id"]) == [[], []]
     print(f"quick run: {seconds:.0f} s")
 
 
@@ -84,6 +92,7 @@ def test_interrupting_and_resuming_loses_nothing(lab_image, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     run_dir, record = only_run(results)
     assert record["status"] == "incomplete"
+    assert leftovers(record["run_id"]) == [[], []]  # Ctrl-C stops and removes the run's containers
     kept = record["cells"]
     assert 2 <= len(kept) < 4 and all(cell["status"] == "ok" for cell in kept.values())
     assert f"--resume {run_dir}" in err

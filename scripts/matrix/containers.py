@@ -57,9 +57,13 @@ class Lab:
 
     def __enter__(self):
         self.close()  # leftovers of an interrupted run with the same id (--resume)
-        # internal: the run's containers reach each other and nothing else
-        self.network = self.docker.networks.create(self.name, internal=True, labels={LABEL: self.run_id})
-        self.load = self._run("load", ["sleep", "infinity"], self.load_cpus)
+        try:
+            # internal: the run's containers reach each other and nothing else
+            self.network = self.docker.networks.create(self.name, internal=True, labels={LABEL: self.run_id})
+            self.load = self._run("load", ["sleep", "infinity"], self.load_cpus)
+        except BaseException:
+            self.close()  # a load container that could not start must not be left behind
+            raise
         return self
 
     def __exit__(self, *exc):

@@ -15,8 +15,14 @@ USER_CLASS = {"perf1": "Perf1User"}
 ROLE_LABEL = "org.concurrency-lab.role"
 SERVICE_LABEL = "com.docker.compose.service"
 HTTP_TIMEOUT_S = 10
+START_TIMEOUT_S = 30
+LIVE_MIN_WINDOW_S = 7
 HEADLESS_WORKERS = 2
 MASTER_PORT = 5557
+
+
+def aggregated(stats):
+    return next(row for row in stats["stats"] if row["name"] == "Aggregated")
 
 
 class EmptyRun(RuntimeError):
@@ -65,15 +71,31 @@ class LiveLocust:
         reply.raise_for_status()
         if not reply.json().get("success"):
             raise RuntimeError(f"Locust refused the swarm: {reply.json().get('message')}")
-        time.sleep(1)  # let every user connect before counting
-        self._call("post", "/stats/reset")
-        time.sleep(seconds)
-        stats = self._call("get", "/stats/requests").json()
-        self._call("post", "/stop")
-        total = next(row for row in stats["stats"] if row["name"] == "Aggregated")
+        try:
+            self._wait_for_requests(users)  # every user connected and answered: count from here
+            self._call("post", "/stats/reset")
+            # Workers report to the master every 3 s: a window shorter than two reports sees nothing.
+            seconds = max(seconds, LIVE_MIN_WINDOW_S)
+            time.sleep(seconds)
+            stats = self._call("get", "/stats/requests").json()
+        finally:
+            self._call("post", "/stop")
+        total = aggregated(stats)
         if stats.get("fail_ratio"):
             raise RuntimeError(f"Locust counted failures: {stats.get('errors')}")
+        if not total["num_requests"]:
+            raise RuntimeError(f"Locust's users completed no request in {seconds:g} s")
         return total["avg_response_time"] / 1000, total["num_requests"]
+
+    def _wait_for_requests(self, users):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            stats = self._call("get", "/stats/requests").json()
+            if stats.get("user_count") == users and aggregated(stats)["num_requests"] >= users:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"Locust's {users} user(s) did not get replies within {START_TIMEOUT_S} s: "
+                           f"{stats.get('errors') or 'no error reported'}")
 
     def _call(self, method, path):
         reply = requests.request(method, f"{self.url}{path}", timeout=HTTP_TIMEOUT_S)
