@@ -174,8 +174,7 @@ def perf1(ctx, cell):
     args = ["--n", cell.params["n"], "--duration", cell.params["duration_s"]]
     timeout = cell.params["duration_s"] + 60
     with ctx.server(cell) as server:
-        # a fresh server's first requests are slow; they must not inflate the 1-client baseline
-        ctx.client(cell, "warm_up", "perf1", *target(server), "--n", cell.params["n"], "--count", 10, timeout=timeout)
+        warm_up(ctx, cell, server)
         one = ctx.client(cell, "one_client", "perf1", *target(server), *args, timeout=timeout)
         two = [ctx.in_background(ctx.client, cell, f"two_clients_{i}", "perf1", *target(server), *args,
                                  timeout=timeout) for i in (1, 2)]
@@ -185,10 +184,16 @@ def perf1(ctx, cell):
             "ratio": two_mean / one["mean_s"], "samples": one["count"] + sum(r["count"] for r in two)}
 
 
+def warm_up(ctx, cell, server):
+    """A fresh server's first requests are slow; they must not inflate the 1-client baseline."""
+    ctx.client(cell, "warm_up", "perf1", *target(server), "--n", cell.params["n"], "--count", 10, timeout=60)
+
+
 def locust_perf1(ctx, cell):
     """perf1 as Locust's perf1 scenario: 1 user, then 2 users (users = clients)."""
     p = cell.params
     with ctx.server(cell) as server:
+        warm_up(ctx, cell, server)
         runs = {users: ctx.locust.run("perf1", server, users, p["duration_s"], perf1_n=p["n"]) for users in (1, 2)}
     ctx.run.save_raw(cell.id, "locust.json", {"load": ctx.locust.mode, "retried": getattr(ctx.locust, "retried", 0),
                                               "runs": {
