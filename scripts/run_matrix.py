@@ -62,11 +62,11 @@ def parse_args(argv):
     parser.add_argument("--load-cpus", default=dotenv("LAB_LOAD_CPUS") or (str(cpus[1]) if len(cpus) > 1 else "0"),
                         help="CPUs of the load container that runs the clients (default: LAB_LOAD_CPUS, or %(default)s)")
     parser.add_argument("--load", choices=["auto", "clients", "locust"], default="auto",
-                        help="what drives the perf1 cells (C4, C7). auto (default) and locust: Locust's perf1 "
-                        "scenario, through the running compose lab's master if it is up (the room watches "
-                        "in its UI), else headless with distributed workers in the load container. "
-                        "clients: clients.perf1. The other cells need sub-second timing and always use "
-                        "the clients.")
+                        help="what drives the perf1 cells (C4, C7). auto (default): Locust's perf1 scenario "
+                        "through the running compose lab's master if it is up (the room watches in its UI), "
+                        "else clients.perf1. locust: the same, but headless Locust with distributed workers "
+                        "in the load container when no lab is up. clients: always clients.perf1. The other "
+                        "cells need sub-second timing and always use the clients.")
     parser.add_argument("--image", default=os.environ.get("LAB_IMAGE", "concurrency-lab:latest"),
                         help="the lab image (default: %(default)s; build it with docker compose build)")
     parser.add_argument("--results", default=str(REPO / "results"), help="where run directories go (default: results/)")
@@ -144,14 +144,18 @@ def main(argv=None):
 
 def choose_load(lab, settings):
     """The perf1 cells' load: a running lab's Locust master, headless Locust, or None (the clients)."""
-    if settings.get("load", "clients") == "clients":
-        return None
-    live = LiveLocust.find(lab.docker)
+    wanted = settings.get("load", "clients")
+    live = LiveLocust.find(lab.docker) if wanted in ("auto", "locust") else None
     if live:
         console.print(f"load: the running lab's Locust master, {live.url} (watch the perf1 cells there)")
         return live
-    console.print("load: headless Locust, a master and workers in the load container")
-    return HeadlessLocust(lab)
+    if wanted == "locust":
+        console.print("load: headless Locust, a master and workers in the load container")
+        return HeadlessLocust(lab)
+    # Headless Locust's 1-user latency runs high inside the runner (see the README), which can hide
+    # C4; without a lab to watch, the clients measure perf1.
+    console.print("load: the clients (no running lab's Locust master found)")
+    return None
 
 
 def run_cells(lab, run, settings, cells):

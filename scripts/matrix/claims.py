@@ -2,6 +2,8 @@
 
 A verdict comes only from cells that ran: a missing or failed cell makes the claim 'not run'.
 """
+from matrix.experiments import parse_cpuset
+
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
 
 CLAIMS = [
@@ -186,7 +188,6 @@ def c13(m, record):
 
 
 def _cpus(text):
-    from matrix.experiments import parse_cpuset
     try:
         return parse_cpuset(text)
     except ValueError:

@@ -114,26 +114,6 @@ class Lab:
             raise RuntimeError(f"clients.{module} exited {code}: {lines[-1].strip()}")
         return json.loads(records[-1])
 
-    def run_clients(self, calls):
-        """Run several clients at once (each a (module, args, timeout) tuple); return their records."""
-        results = [None] * len(calls)
-
-        def run(i, module, args, timeout):
-            try:
-                results[i] = self.run_client(module, *args, timeout=timeout)
-            except Exception as e:  # reported below, after every client is done
-                results[i] = e
-
-        threads = [threading.Thread(target=run, args=(i, *call)) for i, call in enumerate(calls)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return results
-
 
 class Server:
     """One strategy's container, pinned, started and ready (a real fib request answered)."""
