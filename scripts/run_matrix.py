@@ -18,6 +18,7 @@ from rich.table import Table
 
 from matrix import claims, environment, experiments
 from matrix.containers import Lab, LabError
+from matrix.cpusets import parse_cpuset
 from matrix.locust_load import HeadlessLocust, LiveLocust
 from matrix.results import Run
 
@@ -74,7 +75,7 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     for option in ("server_cpus", "pool_cpus", "load_cpus"):
         try:
-            experiments.parse_cpuset(getattr(args, option))
+            parse_cpuset(getattr(args, option))
         except ValueError as e:
             parser.error(f"--{option.replace('_', '-')}: {e}")
     return args
@@ -92,7 +93,7 @@ def csv_list(known):
 
 def check_cpus(settings, host_cpus):
     for role in ("server", "pool", "load"):
-        cpus = experiments.parse_cpuset(settings[f"{role}_cpus"])
+        cpus = parse_cpuset(settings[f"{role}_cpus"])
         missing = sorted(c for c in cpus if c >= host_cpus)
         if missing:
             raise LabError(f"--{role}-cpus {settings[f'{role}_cpus']}: the Docker host has no CPU "

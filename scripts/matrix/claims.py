@@ -2,7 +2,7 @@
 
 A verdict comes only from cells that ran: a missing or failed cell makes the claim 'not run'.
 """
-from matrix.experiments import parse_cpuset
+from matrix.cpusets import parse_cpuset
 
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
 

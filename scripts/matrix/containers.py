@@ -13,6 +13,7 @@ HARDENING = dict(
 )  # the engine's default open-file limit (20,000 or more) covers C13's 10,000 connections
 READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 3
+SERVER_PORT = 25000  # every server listens here inside its container
 STATS_INTERVAL_S = 0.5
 # Reads the server's own process (not docker-init) from inside its container.
 SERVER_PROC_STATUS = """
@@ -45,7 +46,8 @@ class Lab:
             self.docker.images.get(image)
         except docker.errors.ImageNotFound:
             raise LabError(f"no image {image!r}: build it first with 'docker compose build' "
-                           "(offline: see the README, 'Without a registry')") from None
+                           "(without a registry: BASE_IMAGE=concurrency-lab-base:trixie docker compose build, "
+                           "after scripts/build-offline-base; see the README's 'Two commands')") from None
         self.image = image
         self.server_cpus, self.load_cpus = server_cpus, load_cpus
         self.run_id = self.name = self.network = self.load = None
@@ -120,13 +122,13 @@ class Server:
 
     def __init__(self, lab, strategy, args, cpus):
         self.lab, self.strategy, self.args, self.cpus = lab, strategy, args, cpus
-        self.host = f"{lab.name}-server"
+        self.host, self.port = f"{lab.name}-server", SERVER_PORT
         self.container = None
         self.stats = []
 
     def __enter__(self):
         command = ["python", "-m", "server", "--strategy", self.strategy, "--host", "0.0.0.0",
-                   "--port", "25000", "--quiet", *map(str, self.args)]
+                   "--port", str(self.port), "--quiet", *map(str, self.args)]
         self.container = self.lab._run("server", command, self.cpus)
         try:
             self._wait_ready()
@@ -149,7 +151,7 @@ class Server:
         while True:
             try:
                 # any reply will do (echo servers too); a wrong fib shows up in the experiments
-                self.lab.run_client("request", "--host", self.host, "--port", 25000, "--timeout", 2, "--json",
+                self.lab.run_client("request", "--host", self.host, "--port", self.port, "--timeout", 2, "--json",
                                     "--no-check", 10, timeout=5)
                 return
             except RuntimeError as e:

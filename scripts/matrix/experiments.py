@@ -9,7 +9,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-PORT = 25000
+from matrix.cpusets import parse_cpuset
+
 POOLED = {"process-pool", "threshold-pool", "prefork"}  # strategies that can use every CPU they get
 
 # Sizes per mode. quick: the whole matrix in about 90 s on 2 cores; full: the article's sizes where
@@ -122,7 +123,7 @@ class Background(threading.Thread):
 
 
 def target(server):
-    return ["--host", server.host, "--port", PORT]
+    return ["--host", server.host, "--port", server.port]
 
 
 def one_at_a_time(ctx, cell):
@@ -306,20 +307,6 @@ def recursion_depth(ctx, cell):
     record = ctx.client(cell, "recursion_depth", "recursion_depth", timeout=300)
     return {"recursion_limit": record["recursion_limit"], "crashes": record["crashes"], "probes": [
         {k: p.get(k) for k in ("stack_size_kib", "kind", "depth", "outcome")} for p in record["probes"]]}
-
-
-def parse_cpuset(text):
-    """'0-1,3' -> {0, 1, 3}; ValueError with a clear message otherwise."""
-    cpus = set()
-    try:
-        for part in text.split(","):
-            low, _, high = part.strip().partition("-")
-            cpus.update(range(int(low), int(high or low) + 1))
-    except ValueError:
-        raise ValueError(f"not a CPU set: {text!r} (write it like 0, 0-1 or 0,2)") from None
-    if not cpus:
-        raise ValueError(f"not a CPU set: {text!r}")
-    return cpus
 
 
 EXPERIMENTS = {f.__name__: f for f in (one_at_a_time, echo_clients, fib, loopback_floor, perf1, convoy,

@@ -66,7 +66,7 @@ class LiveLocust:
         self._call("post", "/stop")
         self._call("post", "/stats/reset")
         reply = requests.post(f"{self.url}/swarm", timeout=HTTP_TIMEOUT_S, data={
-            "user_count": users, "spawn_rate": 1000, "host": f"tcp://{server.host}:25000",
+            "user_count": users, "spawn_rate": 1000, "host": f"tcp://{server.host}:{server.port}",
             "user_classes": USER_CLASS[scenario], **options})
         reply.raise_for_status()
         if not reply.json().get("success"):
@@ -134,7 +134,7 @@ class HeadlessLocust:
              "--expect-workers", str(len(workers)), "--expect-workers-max-wait", "30",
              # every user at once, so that the whole run has `users` clients
              "-u", str(users), "-r", "1000", "-t", f"{max(1, round(seconds))}s", "--stop-timeout", "5",
-             "--host", f"tcp://{server.host}:25000", "--csv", prefix, "--only-summary"],
+             "--host", f"tcp://{server.host}:{server.port}", "--csv", prefix, "--only-summary"],
             timeout=seconds + 60)
         if code != 0:
             raise RuntimeError(f"headless Locust exited {code}: {(err or out).strip().splitlines()[-1:]}")
