@@ -10,7 +10,7 @@ def parse_cpuset(text):
         part = part.strip()
         lo, sep, hi = part.partition("-")
         if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"not a CPU set: {text!r} (write it like 0, 0-1 or 0,2)")
+            raise ValueError(f"bad CPU list {text!r}: not a CPU set (write numbers and ranges like 0, 1, 0-1 or 0,2)")
         first, last = int(lo), int(hi) if sep else int(lo)
         if first > last:
             raise ValueError(f"bad CPU range {part!r}: the first CPU is larger than the last")
