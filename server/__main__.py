@@ -2,9 +2,10 @@
 import argparse
 import logging
 import os
+import platform
 import sys
 
-from server import strategies
+from server import build, strategies
 from server.lifecycle import Shutdown, install_shutdown_handlers
 from server.listener import listen
 from server.service import Service
@@ -41,7 +42,10 @@ def parse_args(argv):
         epilog="Strategies: sequential (one client at a time, C1), threaded (a thread per connection, "
         "C2 C4 C6), process-pool (every request in a process pool, C7 C8), threshold-pool (n > T in the "
         "pool, C9), prefork (N forked processes on one socket, C10), asyncio and generators (coroutines, "
-        "fib inline, C13). The first stdout line is 'listening on HOST:PORT'. SIGTERM or Ctrl-C stops it.",
+        "fib inline, C13), asyncio-pool (asyncio with n > T awaited from a process pool), subinterpreters "
+        "(a thread per connection, every request in an InterpreterPoolExecutor; Python >= 3.14). "
+        "The first stdout line is 'listening on HOST:PORT'; stderr names the Python build. "
+        "SIGTERM or Ctrl-C stops it.",
     )
     parser.add_argument("--strategy", required=True, choices=list(strategies.MODULES),
                         help="how clients are served")
@@ -53,7 +57,8 @@ def parse_args(argv):
     parser.add_argument("--workers", type=positive_int,
                         help="pool size or prefork processes (default: the CPUs this process may run on)")
     parser.add_argument("--threshold", type=non_negative_int,
-                        help="threshold-pool: n above this goes to the pool (default 15, as in the article)")
+                        help="threshold-pool, asyncio-pool: n above this goes to the pool (default 15, "
+                        "as in the article)")
     parser.add_argument("--max-n", type=non_negative_int, default=40,
                         help="largest n accepted; above it the reply is ERR (default %(default)s)")
     parser.add_argument("--switch-interval", type=positive_float, metavar="SECONDS",
@@ -61,6 +66,9 @@ def parse_args(argv):
     parser.add_argument("--quiet", action="store_true", help="no per-connection log lines on stderr")
     args = parser.parse_args(argv)
     args.module = strategies.load(args.strategy)
+    if getattr(args.module, "NEEDS", None):  # before anything binds a port
+        parser.exit(2, f"{parser.prog}: error: --strategy {args.strategy} needs {args.module.NEEDS}; "
+                       f"this is Python {platform.python_version()}\n")
     for option, flag in OPTION_FLAGS.items():
         if getattr(args, option) is not None and option not in args.module.USES:
             parser.error(f"{flag} does nothing for --strategy {args.strategy}")
@@ -69,8 +77,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
-                        format="server[%(process)d]: %(message)s")
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="server[%(process)d]: %(message)s")
+    logging.getLogger("server").info("%s", build.text())  # even with --quiet: a result needs its build
+    if args.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     settings = dict(handler=args.handler, max_n=args.max_n,

@@ -1,14 +1,16 @@
-"""A process pool that starts warm, replaces itself if a worker dies, and stops at once."""
+"""The pools. A process pool that starts warm, replaces itself if a worker dies, and stops at once;
+an interpreter pool (Python >= 3.14) that starts warm and stops at once."""
+import concurrent.futures
 import logging
 import multiprocessing
 import os
 import signal
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
-from server.lifecycle import ignore_further_signals
+from server.lifecycle import Shutdown, exit_at_once, ignore_further_signals
 
 log = logging.getLogger("server")
 
@@ -19,9 +21,10 @@ def _worker_init():
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-class Pool:
-    """A ProcessPoolExecutor's submit(). The requests in flight when a worker dies fail (their clients
-    get an ERR); the next submit starts a fresh executor instead of failing forever."""
+class Pool(Executor):
+    """A ProcessPoolExecutor's submit(), which is all asyncio's run_in_executor needs. The requests in
+    flight when a worker dies fail (their clients get an ERR); the next submit starts a fresh executor
+    instead of failing forever."""
 
     def __init__(self, workers):
         self.workers = workers
@@ -32,9 +35,7 @@ class Pool:
         # forkserver: workers never inherit the listening socket or the server's threads.
         executor = ProcessPoolExecutor(self.workers, initializer=_worker_init,
                                        mp_context=multiprocessing.get_context("forkserver"))
-        for future in [executor.submit(os.getpid) for _ in range(self.workers)]:
-            future.result()  # start the workers now, not on the first client's request
-        return executor
+        return _warm(executor, self.workers)
 
     def submit(self, fn, *args):
         executor = self.executor
@@ -61,6 +62,24 @@ def process_pool(workers):
     finally:
         ignore_further_signals()
         pool.stop()
+
+
+@contextmanager
+def interpreter_pool(workers):
+    """An InterpreterPoolExecutor (PEP 734): each interpreter has its own GIL. Its workers import the
+    server's modules afresh, from the sys.path[0] and PYTHONPATH that they inherit."""
+    executor = _warm(concurrent.futures.InterpreterPoolExecutor(workers), workers)
+    try:
+        yield executor
+    except Shutdown:
+        # Nothing can interrupt a fib running in an interpreter, and exit would wait for its thread.
+        exit_at_once()
+
+
+def _warm(executor, workers):
+    for future in [executor.submit(os.getpid) for _ in range(workers)]:
+        future.result()  # start the workers now, not on the first client's request
+    return executor
 
 
 def _terminate(executor):

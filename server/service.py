@@ -1,4 +1,5 @@
 """What every strategy shares: the handler, the settings, and one client's session."""
+import inspect
 import logging
 from dataclasses import dataclass
 
@@ -48,20 +49,38 @@ class Session:
 
     def replies(self, data):
         """Yield (reply bytes, close after sending) for each request in the data, in order."""
+        for request in self.requests(data):
+            yield request if isinstance(request, Refusal) else (self.answer(request), False)
+
+    async def replies_async(self, data):
+        """replies() for asyncio: a compute that returns an awaitable (a pool's future) is awaited."""
+        for request in self.requests(data):
+            yield request if isinstance(request, Refusal) else (await self.answer_async(request), False)
+
+    def requests(self, data):
+        """The numbers to compute and the Refusals, in order; nothing after a Refusal that closes."""
         for request in self.framer.feed(data):
-            if isinstance(request, Refusal):
-                yield request
-                if request.close:
-                    return
-            else:
-                yield self.answer(request), False
+            yield request
+            if isinstance(request, Refusal) and request.close:
+                return
 
     def answer(self, request):
         try:
             return self.compute(request)
-        except Exception as e:  # e.g. a pool worker was killed: this request fails, the server goes on
-            log.error("request from %s failed: %s: %s", self.peer, type(e).__name__, e)
-            return refuse(f"server error ({type(e).__name__})").reply
+        except Exception as e:
+            return self.failed(e)
+
+    async def answer_async(self, request):
+        try:
+            reply = self.compute(request)
+            return await reply if inspect.isawaitable(reply) else reply
+        except Exception as e:
+            return self.failed(e)
+
+    def failed(self, e):
+        """E.g. a pool worker was killed: this request fails, the server goes on."""
+        log.error("request from %s failed: %s: %s", self.peer, type(e).__name__, e)
+        return refuse(f"server error ({type(e).__name__})").reply
 
     def __enter__(self):
         log.info("connection from %s", self.peer)

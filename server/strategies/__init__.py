@@ -1,4 +1,5 @@
-"""The strategies by name. Each module has serve(listener, service) and USES: the options it honours."""
+"""The strategies by name. Each module has serve(listener, service) and USES: the options it honours;
+a module that this Python cannot run has NEEDS: what it lacks (the server then refuses to start)."""
 from importlib import import_module
 
 MODULES = {
@@ -8,7 +9,9 @@ MODULES = {
     "threshold-pool": "threshold_pool",
     "prefork": "prefork",
     "asyncio": "asyncio_inline",
+    "asyncio-pool": "asyncio_pool",
     "generators": "generators",
+    "subinterpreters": "subinterpreters",
 }
 
 

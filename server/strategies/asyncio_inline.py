@@ -11,21 +11,22 @@ from server.service import RECV_SIZE
 USES = set()
 
 
-def serve(listener, service):
-    asyncio.run(serve_forever(listener, service))
+def serve(listener, service, compute=None):
+    asyncio.run(serve_forever(listener, service, compute))
 
 
-async def serve_forever(listener, service):
+async def serve_forever(listener, service, compute):
     asyncio.get_running_loop().set_exception_handler(ignore_shutdown_in_tasks)
-    server = await asyncio.start_server(lambda r, w: handle(r, w, service), sock=listener, backlog=BACKLOG)
+    server = await asyncio.start_server(lambda r, w: handle(r, w, service, compute), sock=listener,
+                                        backlog=BACKLOG)
     await server.serve_forever()
 
 
-async def handle(reader, writer, service):
-    with service.session(writer.get_extra_info("peername")) as session:
+async def handle(reader, writer, service, compute):
+    with service.session(writer.get_extra_info("peername"), compute) as session:
         try:
             while data := await reader.read(RECV_SIZE):
-                for reply, close in session.replies(data):  # computes inline, in the loop
+                async for reply, close in session.replies_async(data):  # computes inline, in the loop
                     writer.write(reply)
                     await writer.drain()
                     if close:

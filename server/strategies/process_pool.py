@@ -6,8 +6,8 @@ from server.threads import start_thread
 USES = {"workers"}
 
 
-def serve(listener, service):
-    with process_pool(service.workers) as pool:
+def serve(listener, service, start_pool=process_pool):
+    with start_pool(service.workers) as pool:
 
         def compute(request):
             return pool.submit(service.reply, request).result()
