@@ -12,6 +12,35 @@
 # builder (Docker Engine 20.10 without buildx) as well as with BuildKit.
 ARG BASE_IMAGE=python:3.13-slim
 
+# The servers and clients alone: the standard library is all they need. `--target server` builds
+# just this stage, for any Python (scripts/build-python-image 3.11|3.13|3.14|3.13t|3.14t).
+FROM ${BASE_IMAGE} AS server
+ENV PATH=/opt/lab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    LANG=C.UTF-8
+# A fixed, unprivileged user (compose also says user: 10001:10001). Debian's base has only
+# python3; the lab's commands say python.
+RUN set -eu; \
+    if command -v useradd >/dev/null 2>&1; then \
+        groupadd --system --gid 10001 lab; \
+        useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin lab; \
+    else \
+        echo 'lab:x:10001:' >> /etc/group; \
+        echo 'lab:x:10001:10001:lab:/tmp:/usr/sbin/nologin' >> /etc/passwd; \
+    fi; \
+    command -v python >/dev/null 2>&1 || ln -s "$(command -v python3)" /usr/local/bin/python
+WORKDIR /app
+COPY server/ /app/server/
+COPY clients/ /app/clients/
+RUN python -m compileall -q /app >/dev/null && python -m server.build
+USER 10001:10001
+EXPOSE 25000
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "server", "--strategy", "threaded", "--host", "0.0.0.0", "--port", "25000"]
+
 FROM ${BASE_IMAGE} AS deps
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
@@ -43,29 +72,11 @@ RUN set -eu; \
     /opt/lab/bin/pip uninstall -y -q pip; \
     rm -rf /tmp/lab
 
-FROM ${BASE_IMAGE}
-ENV PATH=/opt/lab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    PYTHONPATH=/app \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    HOME=/tmp \
-    LANG=C.UTF-8
-# A fixed, unprivileged user (compose also says user: 10001:10001).
-RUN set -eu; \
-    if command -v useradd >/dev/null 2>&1; then \
-        groupadd --system --gid 10001 lab; \
-        useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin lab; \
-    else \
-        echo 'lab:x:10001:' >> /etc/group; \
-        echo 'lab:x:10001:10001:lab:/tmp:/usr/sbin/nologin' >> /etc/passwd; \
-    fi
+# The lab image: the server stage plus Locust and the runner's packages in /opt/lab.
+FROM server
+USER root
 COPY --from=deps /opt/lab /opt/lab
-WORKDIR /app
-COPY server/ /app/server/
-COPY clients/ /app/clients/
 COPY locustfiles/ /app/locustfiles/
 RUN python -m compileall -q /app /opt/lab >/dev/null && python -c 'import server, clients, locust, docker'
 USER 10001:10001
 EXPOSE 25000 8089 5557
-STOPSIGNAL SIGTERM
-CMD ["python", "-m", "server", "--strategy", "threaded", "--host", "0.0.0.0", "--port", "25000"]

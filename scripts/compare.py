@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from matrix import claims
+from matrix import claims, versions
 from matrix.document import Heading, Paragraph, Table, to_markdown
 from matrix.results import write_atomic
 from matrix.run_view import NOW_NOTE, claims_rows, environment_rows, load_run, one_line_errors, verdict_text
@@ -176,6 +176,9 @@ def build(a, b):
     ]
     if elsewhere:
         blocks.append(Paragraph("Not in both: " + "; ".join(elsewhere) + "."))
+    across = [[label, *row] for label, run in (("A", a), ("B", b)) for row in versions.rows(run)]
+    blocks += [Heading("Across Pythons and builds"),
+               Table(["run", *versions.HEADER], across, [[None] * len(row) for row in across])]
     blocks += [Heading("Claims"), Paragraph(f"{changed} verdict(s) changed."), verdicts]
     blocks += [Paragraph("Note: " + note) for note in notes]
     return blocks

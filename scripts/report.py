@@ -4,11 +4,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from matrix import claims, report_plots
+from matrix import claims, report_plots, versions
+from matrix.experiments import python_view
 from matrix.document import Details, Heading, Image, Paragraph, Table, to_html, to_markdown
 from matrix.results import write_atomic
 from matrix.run_view import (NOW_NOTE, cell_ids, cell_state, claims_rows, environment_rows, failed_cells,
-                             load_run, missing_cells, ok_measurements, one_line_errors, summary_line,
+                             load_run, missing_cells, ok_measurements, one_line_errors, python_build, summary_line,
                              switch_interval_cells, verdict_text)
 
 PROG = "report"
@@ -27,42 +28,83 @@ def build(run):
             + (f"{len(failed)} cell(s) failed (see Failed cells). " if failed else "")
             + f"Claims and plots that need them say 'not run'. scripts/lab run --resume {run.dir} finishes it.",
             warning=True))
-    blocks += claims_section(record)
+    pythons = record["settings"].get("pythons")
+    if pythons:  # --python: the answers side by side, then each Python's claims and plots
+        blocks += versions_section(record)
+        blocks += claims_section(record)
+        for python in pythons:
+            part = PythonRun(run, python)
+            blocks.append(Heading(f"Python {python}: {python_build(part.record['environment']['python'])}"))
+            blocks += measurements(part, f"{python}_", level=3)
+    else:
+        blocks += claims_section(record)
+        blocks += measurements(run, "", level=2)
     blocks += [
-        Heading("perf1: latency with 1 vs 2 clients (C4, C7)"),
-        Paragraph("perf1 asks for fib(n) in a loop and times each reply: first alone, then with a second perf1 "
-                  "at once. ×ratio is the 2-client mean over the 1-client mean: near 2 when the two share one "
-                  "CPU (the GIL), near 1 when they run in parallel."),
-        figure("perf1", "perf1 mean latency, 1 vs 2 clients, per strategy", report_plots.perf1(run)),
-        Heading("perf2 over time, with the long request shaded (C6, C8, C9)"),
-        Paragraph("perf2 sends fib(1) as fast as it can; each bar is one bucket's rate. The shaded band is the "
-                  "long fib(n) request from another client. The first bucket is warm-up and is not in the means."),
-        figure("perf2_over_time", "perf2 rate over time per strategy",
-               report_plots.rate_over_time(run, cell_ids(record, "convoy/"),
-                                           "perf2 rate over time, per strategy")),
-        Heading("perf2 rate next to the loopback floor (C8, C10)"),
-        Paragraph("The floor is a bare socket ping-pong in the same run: no server could answer faster. A convoy "
-                  "cell's rate is its mean before the long request."),
-        figure("perf2_vs_floor", "perf2 rate per strategy next to the loopback floor", report_plots.rate_vs_floor(run)),
-        Heading("Switch-interval sweep: why C6 happens"),
-        Paragraph("The threaded convoy again, with sys.setswitchinterval() set on the server. perf2's thread "
-                  "lets go of the GIL at every socket call, and to get it back it waits one switch interval "
-                  "before it asks the long request's thread to let go: while fib(n) runs, perf2 advances about "
-                  "once per interval. Compare the rate during the long request with 1/interval."),
-        figure("switch_interval", "perf2 before and during the long request against the switch interval",
-               report_plots.switch_sweep(run)),
-        sweep_table(record),
-        figure("switch_interval_over_time", "perf2 rate over time at each switch interval",
-               report_plots.rate_over_time(run, list(switch_interval_cells(record).values()),
-                                           "perf2 rate over time, per switch interval (threaded)")),
-        Heading("Server containers (docker stats)"),
-        Paragraph("Sampled about once a second while each server cell ran; 100% CPU is one whole CPU."),
-        figure("docker_stats", "CPU and memory per server cell", report_plots.docker_stats(run)),
         Heading("Environment"),
         Table(["", "value"], [list(row) for row in environment_rows(record)]),
     ]
     blocks += failed_section(record)
     return blocks
+
+
+class PythonRun:
+    """One Python's part of a run over several (--python), as the plots read a run: cell ids
+    without the Python's prefix, raw files where they are."""
+
+    def __init__(self, run, python):
+        self.run, self.python, self.dir = run, python, run.dir
+        self.record = python_view(run.record, python)
+
+    def raw_path(self, cell_id, name):
+        prefixed = f"{self.python}/{cell_id}"
+        return self.run.raw_path(prefixed if prefixed in self.run.record["cells"] else cell_id, name)
+
+
+def measurements(run, prefix, level):
+    """The plots and tables of one run (or one Python's part); image names start with prefix."""
+    record = run.record
+
+    return [
+        Heading("perf1: latency with 1 vs 2 clients (C4, C7)", level),
+        Paragraph("perf1 asks for fib(n) in a loop and times each reply: first alone, then with a second perf1 "
+                  "at once. ×ratio is the 2-client mean over the 1-client mean: near 2 when the two share one "
+                  "CPU (the GIL), near 1 when they run in parallel."),
+        figure(prefix + "perf1", "perf1 mean latency, 1 vs 2 clients, per strategy", report_plots.perf1(run)),
+        Heading("perf2 over time, with the long request shaded (C6, C8, C9)", level),
+        Paragraph("perf2 sends fib(1) as fast as it can; each bar is one bucket's rate. The shaded band is the "
+                  "long fib(n) request from another client. The first bucket is warm-up and is not in the means."),
+        figure(prefix + "perf2_over_time", "perf2 rate over time per strategy",
+               report_plots.rate_over_time(run, cell_ids(record, "convoy/"),
+                                           "perf2 rate over time, per strategy")),
+        Heading("perf2 rate next to the loopback floor (C8, C10)", level),
+        Paragraph("The floor is a bare socket ping-pong in the same run: no server could answer faster. A convoy "
+                  "cell's rate is its mean before the long request."),
+        figure(prefix + "perf2_vs_floor", "perf2 rate per strategy next to the loopback floor", report_plots.rate_vs_floor(run)),
+        Heading("Switch-interval sweep: why C6 happens", level),
+        Paragraph("The threaded convoy again, with sys.setswitchinterval() set on the server. perf2's thread "
+                  "lets go of the GIL at every socket call, and to get it back it waits one switch interval "
+                  "before it asks the long request's thread to let go: while fib(n) runs, perf2 advances about "
+                  "once per interval. Compare the rate during the long request with 1/interval."),
+        figure(prefix + "switch_interval", "perf2 before and during the long request against the switch interval",
+               report_plots.switch_sweep(run)),
+        sweep_table(record),
+        figure(prefix + "switch_interval_over_time", "perf2 rate over time at each switch interval",
+               report_plots.rate_over_time(run, list(switch_interval_cells(record).values()),
+                                           "perf2 rate over time, per switch interval (threaded)")),
+        Heading("Server containers (docker stats)", level),
+        Paragraph("Sampled about once a second while each server cell ran; 100% CPU is one whole CPU."),
+        figure(prefix + "docker_stats", "CPU and memory per server cell", report_plots.docker_stats(run)),
+    ]
+
+
+def versions_section(record):
+    return [
+        Heading("Across Pythons and builds"),
+        Paragraph("The same experiments on each Python's server image (--python); the load generator is the "
+                  "same for all. A 't' build is free-threaded, compiled from source without PGO or LTO, so "
+                  "its 1-thread cost against the GIL build of the same version includes that difference."),
+        Table(versions.HEADER, versions.rows(record)),
+    ]
 
 
 def figure(name, caption, plot):

@@ -6,6 +6,7 @@ Usually called through `scripts/lab run`, which provides the pinned Python packa
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from matrix import claims, environment, experiments
+from matrix import claims, environment, experiments, versions
 from matrix.containers import Lab, LabError
 from matrix.cpusets import parse_cpuset
 from matrix.locust_load import HeadlessLocust, LiveLocust
@@ -58,8 +59,9 @@ def parse_args(argv):
     parser.add_argument("--server-cpus", default=dotenv("LAB_SERVER_CPUS") or "0",
                         help="CPUs of the single-process servers (default: LAB_SERVER_CPUS in .env, or %(default)s)")
     parser.add_argument("--pool-cpus", default=dotenv("LAB_POOL_CPUS") or f"{cpus[0]}-{cpus[-1]}",
-                        help="CPUs of process-pool, threshold-pool and prefork; C7 needs 2 or more "
-                        "(default: LAB_POOL_CPUS, or every CPU: %(default)s)")
+                        help="CPUs of the strategies that could use more than one: threaded, the pools, "
+                        "prefork, asyncio-pool, subinterpreters (whether they do is what C4, C6 and C7 show; "
+                        "C7 needs 2 or more) (default: LAB_POOL_CPUS, or every CPU: %(default)s)")
     parser.add_argument("--load-cpus", default=dotenv("LAB_LOAD_CPUS") or (str(cpus[1]) if len(cpus) > 1 else "0"),
                         help="CPUs of the load container that runs the clients (default: LAB_LOAD_CPUS, or %(default)s)")
     parser.add_argument("--load", choices=["auto", "clients", "locust"], default="auto",
@@ -68,6 +70,12 @@ def parse_args(argv):
                         "else clients.perf1. locust: the same, but headless Locust with distributed workers "
                         "in the load container when no lab is up. clients: always clients.perf1. The other "
                         "cells need sub-second timing and always use the clients.")
+    parser.add_argument("--python", dest="pythons", type=csv_list(experiments.PYTHONS),
+                        help="run the servers and the GIL and memory experiments on each of these Pythons, "
+                        "comma-separated: " + ", ".join(experiments.PYTHONS) + " (t: free-threaded). Each "
+                        "runs in its image concurrency-lab-server:VERSION, built first by "
+                        "scripts/build-python-image if missing; the load stays on the lab image, so that "
+                        "only the server's Python changes (default: the lab image's Python for all)")
     parser.add_argument("--image", default=os.environ.get("LAB_IMAGE", "concurrency-lab:latest"),
                         help="the lab image (default: %(default)s; build it with docker compose build)")
     parser.add_argument("--results", default=str(REPO / "results"), help="where run directories go (default: results/)")
@@ -111,11 +119,13 @@ def main(argv=None):
             settings = {"mode": "quick" if args.quick else "full", "strategies": args.strategies,
                         "experiments": args.experiments, "server_cpus": args.server_cpus,
                         "pool_cpus": args.pool_cpus, "load_cpus": args.load_cpus, "image": args.image,
-                        "load": args.load}
+                        "load": args.load, "pythons": args.pythons}
             run = None
-        cells = experiments.plan(settings["mode"], settings["strategies"], settings["experiments"])
+        cells = experiments.plan(settings["mode"], settings["strategies"], settings["experiments"],
+                                 settings.get("pythons"))
         lab = Lab(settings["image"], settings["server_cpus"], settings["load_cpus"])
         check_cpus(settings, lab.docker.info()["NCPU"])
+        build_python_images(settings.get("pythons"))
         if run is None:
             run = Run.create(args.results, settings, environment.describe(lab, settings))
     except (LabError, ValueError) as e:
@@ -134,6 +144,7 @@ def main(argv=None):
     complete = all(run.done(cell.id) for cell in cells)
     run.finish("complete" if complete else "incomplete", claims.verdicts(run.record))
     print_claims(run)
+    print_versions(run)
     # paths never wrap, so that they can be copied
     console.print(f"results: {run.dir / 'results.json'}", soft_wrap=True)
     if not complete:
@@ -141,6 +152,16 @@ def main(argv=None):
         return 130 if interrupted else 1
     console.print(f"report: scripts/lab report {run.dir}", soft_wrap=True)
     return 0
+
+
+def build_python_images(pythons):
+    """Each Python's server image, from today's code, by scripts/build-python-image (seconds when
+    cached; the first free-threaded build compiles CPython, a few minutes)."""
+    if not pythons:
+        return
+    console.print(f"building the server images of Python {', '.join(pythons)}")
+    if subprocess.run([str(REPO / "scripts" / "build-python-image"), *pythons], stdout=sys.stderr).returncode != 0:
+        raise LabError(f"scripts/build-python-image {' '.join(pythons)} failed (its messages are above)")
 
 
 def choose_load(lab, settings):
@@ -181,6 +202,17 @@ def run_cells(lab, run, settings, cells):
             mark = "[green]ok[/green]" if result["status"] == "ok" else f"[red]failed: {result['error']}[/red]"
             progress.console.print(f"{cell.id}: {mark} ({time.time() - started:.1f} s)")
             progress.update(task, advance=cell.estimate_s, done=i + 1)
+
+
+def print_versions(run):
+    rows = versions.rows(run.record)
+    if run.record["settings"].get("pythons"):
+        table = Table(title="across Pythons and builds")
+        for column in versions.HEADER:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
 
 
 def print_claims(run):

@@ -3,6 +3,7 @@
 A verdict comes only from cells that ran: a missing or failed cell makes the claim 'not run'.
 """
 from matrix.cpusets import parse_cpuset
+from matrix.experiments import python_view
 
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
 
@@ -33,6 +34,16 @@ class NotRun(Exception):
 
 
 def verdicts(record):
+    """The claims table; a run over several Pythons (--python) has one row per claim and Python,
+    its id saying which ('C4 on 3.14t')."""
+    pythons = record.get("settings", {}).get("pythons")
+    if pythons:
+        return [dict(row, id=f"{row['id']} on {python}")
+                for python in pythons for row in verdicts_of(python_view(record, python))]
+    return verdicts_of(record)
+
+
+def verdicts_of(record):
     cells = record.get("cells", {})
 
     def m(cell_id):

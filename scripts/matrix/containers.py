@@ -35,6 +35,11 @@ class LabError(Exception):
     """Something the user has to fix (no image, no engine, a CPU the host lacks)."""
 
 
+def python_image(python):
+    """The server image of one Python (scripts/build-python-image VERSION builds it)."""
+    return f"concurrency-lab-server:{python}"
+
+
 class Lab:
     def __init__(self, image, server_cpus, load_cpus):
         try:
@@ -42,15 +47,20 @@ class Lab:
             self.docker.ping()
         except docker.errors.DockerException as e:
             raise LabError(f"cannot reach the Docker Engine: {e}") from None
-        try:
-            self.docker.images.get(image)
-        except docker.errors.ImageNotFound:
+        if not self.has_image(image):
             raise LabError(f"no image {image!r}: build it first with 'docker compose build' "
                            "(without a registry: BASE_IMAGE=concurrency-lab-base:trixie docker compose build, "
-                           "after scripts/build-offline-base; see the README's 'Two commands')") from None
+                           "after scripts/build-offline-base; see the README's 'Two commands')")
         self.image = image
         self.server_cpus, self.load_cpus = server_cpus, load_cpus
         self.run_id = self.name = self.network = self.load = None
+
+    def has_image(self, name):
+        try:
+            self.docker.images.get(name)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
 
     def open(self, run_id):
         """Use as `with lab.open(run_id):` the run's network and load container exist inside it."""
@@ -77,13 +87,13 @@ class Lab:
         for network in self.docker.networks.list(filters={"label": f"{LABEL}={self.run_id}"}):
             network.remove()
 
-    def _run(self, role, command, cpus):
+    def _run(self, role, command, cpus, python=None):
         return self.docker.containers.run(
-            self.image, command, name=f"{self.name}-{role}", detach=True, network=self.name,
-            cpuset_cpus=cpus, labels={LABEL: self.run_id}, **HARDENING)
+            python_image(python) if python else self.image, command, name=f"{self.name}-{role}", detach=True,
+            network=self.name, cpuset_cpus=cpus, labels={LABEL: self.run_id}, **HARDENING)
 
-    def server(self, strategy, *args, cpus=None):
-        return Server(self, strategy, args, cpus or self.server_cpus)
+    def server(self, strategy, *args, cpus=None, python=None):
+        return Server(self, strategy, args, cpus or self.server_cpus, python)
 
     def exec_load(self, argv, timeout, on_line=None, detach=False):
         """Run argv in the load container, killed after `timeout` s; return (exit code, stdout, stderr).
@@ -106,10 +116,27 @@ class Lab:
         out.append(partial.decode(errors="replace"))
         return api.exec_inspect(exec_id)["ExitCode"], "\n".join(out), b"".join(err).decode(errors="replace")
 
-    def run_client(self, module, *args, timeout, on_line=None):
-        """Run `python -m clients.MODULE ARGS` in the load container and return the JSON record it
-        prints last. on_line(line) sees every stdout line as it comes (to act while a client holds)."""
-        code, out, err = self.exec_load(["python", "-m", f"clients.{module}", *args], timeout, on_line)
+    def run_alone(self, python, argv, timeout):
+        """Run argv in a container of one Python's server image, on the load CPUs, with no network;
+        return (exit code, stdout, stderr)."""
+        container = self._run(f"py{python}", ["timeout", "-s", "KILL", str(int(timeout) + 1), *map(str, argv)],
+                              self.load_cpus, python)
+        try:
+            code = container.wait(timeout=timeout + 30)["StatusCode"]
+            return (code, container.logs(stderr=False).decode(errors="replace"),
+                    container.logs(stdout=False).decode(errors="replace"))
+        finally:
+            container.remove(force=True)
+
+    def run_client(self, module, *args, timeout, on_line=None, python=None):
+        """Run `python -m clients.MODULE ARGS` in the load container (with python: alone, in that
+        Python's image) and return the JSON record it prints last. on_line(line) sees every stdout
+        line as it comes (to act while a client holds)."""
+        argv = ["python", "-m", f"clients.{module}", *args]
+        if python:
+            code, out, err = self.run_alone(python, argv, timeout)
+        else:
+            code, out, err = self.exec_load(argv, timeout, on_line)
         records = [line for line in out.splitlines() if line.startswith("{")]
         if code != 0 or not records:
             lines = err.strip().splitlines() or out.strip().splitlines() or [""]
@@ -120,8 +147,8 @@ class Lab:
 class Server:
     """One strategy's container, pinned, started and ready (a real fib request answered)."""
 
-    def __init__(self, lab, strategy, args, cpus):
-        self.lab, self.strategy, self.args, self.cpus = lab, strategy, args, cpus
+    def __init__(self, lab, strategy, args, cpus, python=None):
+        self.lab, self.strategy, self.args, self.cpus, self.python = lab, strategy, args, cpus, python
         self.host, self.port = f"{lab.name}-server", SERVER_PORT
         self.container = None
         self.stats = []
@@ -129,7 +156,7 @@ class Server:
     def __enter__(self):
         command = ["python", "-m", "server", "--strategy", self.strategy, "--host", "0.0.0.0",
                    "--port", str(self.port), "--quiet", *map(str, self.args)]
-        self.container = self.lab._run("server", command, self.cpus)
+        self.container = self.lab._run("server", command, self.cpus, self.python)
         try:
             self._wait_ready()
         except BaseException:

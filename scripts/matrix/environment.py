@@ -1,25 +1,22 @@
 """What every figure depends on, recorded with the run."""
+import json
 import os
 import platform
 import subprocess
 from pathlib import Path
 
+from matrix.containers import python_image
+
 REPO = Path(__file__).resolve().parents[2]
-# Runs inside the lab image: the Python that the servers and clients really run on.
-IMAGE_PYTHON = ("import json, sys, sysconfig; print(json.dumps({'version': sys.version.split()[0], "
-                "'implementation': sys.implementation.name, "
-                "'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')), "
-                "'gil_enabled': getattr(sys, '_is_gil_enabled', lambda: True)(), "
-                "'switch_interval_s': sys.getswitchinterval()}))")
-
-
 def describe(lab, settings):
     info = lab.docker.info()
     image = lab.docker.images.get(lab.image)
-    output = lab.docker.containers.run(lab.image, ["python", "-c", IMAGE_PYTHON], remove=True,
-                                       network_disabled=True)
+    pythons = {python: {**image_python(lab, python_image(python)), "image": python_image(python),
+                        "image_id": lab.docker.images.get(python_image(python)).id}
+               for python in settings.get("pythons") or []}
     return {
-        "python": __import__("json").loads(output),
+        "python": image_python(lab, lab.image),
+        **({"pythons": pythons} if pythons else {}),
         "image": {"name": lab.image, "id": image.id},
         "cpusets": {"server": settings["server_cpus"], "pool": settings["pool_cpus"],
                     "load": settings["load_cpus"]},
@@ -33,6 +30,13 @@ def describe(lab, settings):
         "lab_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "runner_python": platform.python_version(),
     }
+
+
+def image_python(lab, image):
+    """The Python that an image's servers and clients really run on, and its build."""
+    output = lab.docker.containers.run(image, ["python", "-m", "server.build", "--json"], remove=True,
+                                       network_disabled=True)
+    return json.loads(output)
 
 
 def _cpu_model():

@@ -7,11 +7,13 @@ import statistics
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from matrix.cpusets import parse_cpuset
 
-POOLED = {"process-pool", "threshold-pool", "prefork"}  # strategies that can use every CPU they get
+# Strategies that could use more than one CPU get all of --pool-cpus: whether they do is what the
+# experiments show (threaded can't under the GIL: C4, C6; it can on a free-threaded build).
+MULTICORE = {"threaded", "process-pool", "threshold-pool", "prefork", "asyncio-pool", "subinterpreters"}
 
 # Sizes per mode. quick: the whole matrix in about 90 s on 2 cores; full: the article's sizes where
 # they fit in 10 minutes (fib(40) and range(10**9) do not: fib(37) and range(10**8) stand in).
@@ -23,16 +25,27 @@ SIZES = {
                  lockout_n=36, idle_connections=10000, hold_s=4.0, fib_ns=(10, 20, 30, 35), gil_size=10**8,
                  threads=1000, floor_s=3.0, echo_clients=200),
 }
-CONVOY_STRATEGIES = {"quick": ["threaded", "process-pool", "threshold-pool"],
-                     "full": ["threaded", "process-pool", "threshold-pool", "prefork", "asyncio", "generators"]}
+CONVOY_STRATEGIES = {"quick": ["threaded", "process-pool", "threshold-pool", "asyncio-pool", "subinterpreters"],
+                     "full": ["threaded", "process-pool", "threshold-pool", "prefork", "asyncio", "generators",
+                              "asyncio-pool", "subinterpreters"]}
 PERF1_STRATEGIES = {"quick": ["threaded", "process-pool"],
                     "full": ["threaded", "process-pool", "threshold-pool", "prefork", "asyncio"]}
 # The sweep explains C6; convoy/threaded is its point at the default 0.005 s.
 SWITCH_INTERVALS = (0.1, 0.001, 0.0001)
 
 
+PYTHONS = ("3.11", "3.13", "3.14", "3.13t", "3.14t")  # scripts/build-python-image builds each
+SUBINTERPRETERS_SINCE = (3, 14)  # InterpreterPoolExecutor, PEP 734
+
+
 def strategies_known():
-    return ["sequential", "threaded", "process-pool", "threshold-pool", "prefork", "asyncio", "generators"]
+    return ["sequential", "threaded", "process-pool", "threshold-pool", "prefork", "asyncio", "generators",
+            "asyncio-pool", "subinterpreters"]
+
+
+def python_version(python):
+    """'3.14t' -> (3, 14); None (the lab image's Python) -> the lab image's, 3.13."""
+    return tuple(int(part) for part in (python or "3.13").rstrip("t").split("."))
 
 
 @dataclass
@@ -42,10 +55,39 @@ class Cell:
     strategy: str = None
     params: dict = field(default_factory=dict)
     estimate_s: float = 5.0
+    python: str = None  # the server's Python (--python); None: the lab image's
 
 
-def plan(mode, strategies=None, experiments=None):
-    """The cells of one run, in order. strategies/experiments, if given, keep only those."""
+def plan(mode, strategies=None, experiments=None, pythons=None):
+    """The cells of one run, in order. strategies/experiments, if given, keep only those.
+
+    With pythons, every cell that runs on the server's Python runs once per Python, its id prefixed
+    with the version ('3.14t/perf1/threaded'); the loopback floor, a property of the load side, once.
+    """
+    if not pythons:
+        return plan_for(mode, strategies, experiments, None)
+    cells = [c for c in plan_for(mode, strategies, experiments, None) if c.experiment == "loopback_floor"]
+    for python in pythons:
+        for cell in plan_for(mode, strategies, experiments, python):
+            if cell.experiment != "loopback_floor":
+                cells.append(replace(cell, id=f"{python}/{cell.id}", python=python))
+    return cells
+
+
+def python_view(record, python):
+    """The record as one Python's run: its cells without the prefix, the shared cells (the loopback
+    floor) as they are, and that Python's description as environment.python."""
+    prefix = f"{python}/"
+    cells = {cell_id: cell for cell_id, cell in record["cells"].items() if cell_id.split("/")[0] not in PYTHONS}
+    cells.update({cell_id[len(prefix):]: cell for cell_id, cell in record["cells"].items()
+                  if cell_id.startswith(prefix)})
+    environment = dict(record.get("environment", {}))
+    environment["python"] = environment.get("pythons", {}).get(python, {})
+    settings = {**record.get("settings", {}), "pythons": None, "python": python}
+    return {**record, "cells": cells, "environment": environment, "settings": settings}
+
+
+def plan_for(mode, strategies, experiments, python):
     size = SIZES[mode]
     convoy_s = size["perf2_s"] + 2
     cells = [
@@ -70,6 +112,8 @@ def plan(mode, strategies=None, experiments=None):
         Cell("thread_memory", "thread_memory", None, {"threads": size["threads"]}, 3),
         Cell("recursion_depth", "recursion_depth", None, {}, 5),
     ]
+    if python_version(python) < SUBINTERPRETERS_SINCE:
+        cells = [c for c in cells if c.strategy != "subinterpreters"]
     if strategies:
         cells = [c for c in cells if c.strategy is None or c.strategy in strategies]
     if experiments:
@@ -87,14 +131,16 @@ class Context:
     @contextmanager
     def server(self, cell, *args):
         """The cell's strategy in its pinned container; its docker stats are saved with the cell."""
-        cpus = self.settings["pool_cpus"] if cell.strategy in POOLED else self.settings["server_cpus"]
-        with self.lab.server(cell.strategy, *args, cpus=cpus) as server:
+        cpus = self.settings["pool_cpus"] if cell.strategy in MULTICORE else self.settings["server_cpus"]
+        with self.lab.server(cell.strategy, *args, cpus=cpus, python=cell.python) as server:
             yield server
         self.run.save_raw(cell.id, "docker_stats.json", {"strategy": cell.strategy, "cpus": cpus,
-                                                         "samples": server.stats})
+                                                         "python": cell.python, "samples": server.stats})
 
-    def client(self, cell, name, module, *args, timeout, on_line=None):
-        record = self.lab.run_client(module, *args, "--json", timeout=timeout, on_line=on_line)
+    def client(self, cell, name, module, *args, timeout, on_line=None, python=None):
+        """A client in the load container; with python, in a container of that Python's image
+        (the GIL and memory experiments measure the interpreter itself)."""
+        record = self.lab.run_client(module, *args, "--json", timeout=timeout, on_line=on_line, python=python)
         self.run.save_raw(cell.id, f"{name}.json", record)
         return record
 
@@ -290,21 +336,23 @@ def idle_connections(ctx, cell):
 
 
 def gil_stall(ctx, cell):
-    record = ctx.client(cell, "gil_stall", "gil_stall", "--size", cell.params["size"], timeout=900)
+    record = ctx.client(cell, "gil_stall", "gil_stall", "--size", cell.params["size"], timeout=900,
+                        python=cell.python)
     return {"call_s": record["stall"]["duration_s"], "longest_gap_s": record["stall"]["longest_gap_s"],
             "control_longest_gap_s": record["control"]["longest_gap_s"],
             "sigint": record["sigint"].get("verdict")}
 
 
 def thread_memory(ctx, cell):
-    record = ctx.client(cell, "thread_memory", "thread_memory", "--threads", cell.params["threads"], timeout=120)
+    record = ctx.client(cell, "thread_memory", "thread_memory", "--threads", cell.params["threads"], timeout=120,
+                        python=cell.python)
     return {"threads": record["threads"], "variants": [
         {k: v.get(k) for k in ("stack_size_kib", "threads_started", "vm_size_per_thread_kib",
                                "vm_rss_per_thread_kib")} for v in record["variants"]]}
 
 
 def recursion_depth(ctx, cell):
-    record = ctx.client(cell, "recursion_depth", "recursion_depth", timeout=300)
+    record = ctx.client(cell, "recursion_depth", "recursion_depth", timeout=300, python=cell.python)
     return {"recursion_limit": record["recursion_limit"], "crashes": record["crashes"], "probes": [
         {k: p.get(k) for k in ("stack_size_kib", "kind", "depth", "outcome")} for p in record["probes"]]}
 

@@ -60,7 +60,12 @@ def planned_cell_ids(record):
     (A run made by an older runner may have had other cells.)"""
     settings = record["settings"]
     try:
-        cells = experiments.plan(settings["mode"], settings.get("strategies"), settings.get("experiments"))
+        if settings.get("python"):  # one Python's view of a run over several (experiments.python_view)
+            cells = experiments.plan_for(settings["mode"], settings.get("strategies"), settings.get("experiments"),
+                                         settings["python"])
+        else:
+            cells = experiments.plan(settings["mode"], settings.get("strategies"), settings.get("experiments"),
+                                     settings.get("pythons"))
     except (KeyError, TypeError):
         return []
     return [cell.id for cell in cells]

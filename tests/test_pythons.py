@@ -1,0 +1,149 @@
+"""The lab on several Pythons (issue 7): a server image per version, the strategies that need 3.14,
+and a free-threaded build whose threads really run in parallel.
+
+The free-threaded build tested here is 3.13t: it is compiled from Debian's python3.13 source
+package, which this machine's Debian mirror serves; python3.14's source is not served here, so
+3.14t builds only where it is (scripts/build-python-image 3.14t, README).
+"""
+import json
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import REPO, run, unavailable
+from test_runner import only_run, run_matrix
+from wire import ask, connect, read_lines
+
+pytestmark = pytest.mark.docker
+GIL_BUILD, FREE_THREADED, NEWEST = "3.13", "3.13t", "3.14"
+# A cold build: the sid base (debootstrap, ~30 s), then CPython compiled (~2.5 min on 2 cores).
+BUILD_TIMEOUT_S = 1800
+
+
+def image(python):
+    return f"concurrency-lab-server:{python}"
+
+
+@pytest.fixture(scope="module")
+def python_images(docker_engine):
+    proc = run([str(REPO / "scripts" / "build-python-image"), GIL_BUILD, FREE_THREADED, NEWEST], BUILD_TIMEOUT_S)
+    if proc.returncode != 0:
+        message = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if "registry" in proc.stderr or "root" in proc.stderr:
+            unavailable(f"the per-Python images cannot be built here: {message}")
+        pytest.fail(f"scripts/build-python-image failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}",
+                    pytrace=False)
+    return proc
+
+
+def docker_run(*args, timeout=120):
+    return run(["docker", "run", "--rm", "--network", "none", *args], timeout)
+
+
+def build_of(python):
+    proc = docker_run(image(python), "python", "-m", "server.build", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_each_image_runs_the_python_it_is_named_for(python_images):
+    builds = {python: build_of(python) for python in (GIL_BUILD, FREE_THREADED, NEWEST)}
+    assert builds[GIL_BUILD]["version"].startswith("3.13.") and builds[GIL_BUILD]["gil_enabled"]
+    assert builds[NEWEST]["version"].startswith("3.14.") and not builds[NEWEST]["free_threaded"]
+    assert builds[FREE_THREADED] == {**builds[FREE_THREADED], "free_threaded": True, "gil_enabled": False}
+    assert builds[FREE_THREADED]["version"] == builds[GIL_BUILD]["version"], "the same version, two builds"
+
+
+@pytest.fixture
+def server_in(python_images):
+    """Start `python -m server --strategy S` in a Python's image, published on a free loopback port."""
+    started = []
+
+    def start(python, strategy, *args):
+        name = f"labtest-py-{python.replace('.', '')}-{strategy}-{time.monotonic_ns()}"
+        proc = run(["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::25000", image(python), "python", "-m",
+                    "server", "--strategy", strategy, "--host", "0.0.0.0", "--port", "25000", *args], 60, check=True)
+        started.append(name)
+        port = int(run(["docker", "port", name, "25000/tcp"], 30, check=True).stdout.split(":")[-1])
+        deadline = time.monotonic() + 60
+        while "listening on" not in run(["docker", "logs", name], 30).stdout:
+            assert time.monotonic() < deadline, run(["docker", "logs", name], 30).stderr
+            time.sleep(0.2)
+        return SimpleNamespace(name=name, address=("127.0.0.1", port), container_id=proc.stdout.strip())
+
+    yield start
+    for name in started:
+        run(["docker", "rm", "-f", name], 60)
+
+
+@pytest.mark.parametrize("strategy", ["subinterpreters", "asyncio-pool"])
+def test_the_new_strategies_answer_the_protocol_on_3_14(server_in, strategy):
+    server = server_in(NEWEST, strategy, "--workers", "2")
+    with connect(server) as sock:
+        assert ask(sock, b"10\n") == b"55\n"
+        assert ask(sock, b"30\n") == b"832040\n"  # above the threshold: computed in the pool
+        assert ask(sock, b"1\n2\n20\n", replies=3) == b"1\n1\n6765\n"  # pipelined, in order
+        assert ask(sock, b"nope\n").startswith(b"ERR")
+        assert ask(sock, b"3\n") == b"2\n", "an ERR reply keeps the connection"
+    # a bare number, as the article's perf clients send it
+    with connect(server) as sock:
+        assert ask(sock, b"12") == b"144\n"
+
+
+def test_subinterpreters_compute_a_long_request_beside_short_ones(server_in):
+    server = server_in(NEWEST, "subinterpreters", "--workers", "2")
+    with connect(server) as long_client, connect(server) as short_client:
+        long_sent = time.monotonic()
+        long_client.sendall(b"36\n")  # about a second
+        time.sleep(0.2)
+        started = time.monotonic()
+        assert ask(short_client, b"5\n") == b"5\n"
+        short_s = time.monotonic() - started
+        assert read_lines(long_client, 1) == b"14930352\n"
+        long_s = time.monotonic() - long_sent
+    assert short_s < long_s / 3, f"the short request waited {short_s:.2f} s beside a {long_s:.2f} s one"
+
+
+def test_subinterpreters_refuses_before_3_14_with_a_clear_message(python_images):
+    proc = docker_run(image(GIL_BUILD), "python", "-m", "server", "--strategy", "subinterpreters")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "3.14" in proc.stderr and "subinterpreters" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "listening" not in proc.stdout
+
+
+def test_the_server_says_which_build_it_runs_on(server_in):
+    server = server_in(FREE_THREADED, "threaded")
+    with connect(server) as sock:
+        assert ask(sock, b"10\n") == b"55\n"
+    assert "free-threaded, GIL disabled" in run(["docker", "logs", server.name], 30).stderr
+
+
+def test_free_threaded_perf1_does_not_double_where_the_gil_build_does(python_images, lab_image, tmp_path):
+    """Two perf1 clients against threaded with 2 CPUs: near x1 on the free-threaded build, and
+    clearly below the GIL build's ratio in the same run."""
+    if int(run(["docker", "info", "--format", "{{.NCPU}}"], 30, check=True).stdout) < 2:
+        unavailable("the free-threaded perf1 test needs 2 CPUs")
+    proc = run_matrix("--quick", "--image", lab_image.name, "--python", f"{GIL_BUILD},{FREE_THREADED}",
+                      "--experiments", "perf1", "--strategies", "threaded", "--pool-cpus", "0-1",
+                      results=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_dir, record = only_run(tmp_path)
+    pythons = record["environment"]["pythons"]
+    assert pythons[FREE_THREADED]["free_threaded"] and not pythons[FREE_THREADED]["gil_enabled"]
+    assert not pythons[GIL_BUILD]["free_threaded"]
+    ratio = {python: record["cells"][f"{python}/perf1/threaded"]["measurements"]["ratio"]
+             for python in (GIL_BUILD, FREE_THREADED)}
+    assert ratio[FREE_THREADED] < 1.4, ratio
+    assert ratio[FREE_THREADED] < ratio[GIL_BUILD] - 0.4, ratio
+    verdicts = {row["id"]: row["verdict"] for row in record["claims"]}
+    assert verdicts[f"C4 on {GIL_BUILD}"] == "reproduced" and verdicts[f"C4 on {FREE_THREADED}"] == "not reproduced"
+    report = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(run_dir)],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    text = (run_dir / "report.md").read_text()
+    assert "Across Pythons and builds" in text and "free-threaded, GIL disabled" in text
+    assert (run_dir / "plots" / f"{FREE_THREADED}_perf1.png").stat().st_size > 1000
