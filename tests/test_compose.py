@@ -16,6 +16,7 @@ import json
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -81,9 +82,9 @@ def choose_port_prefix():
     pytest.fail("no free block of 7 host ports found for the lab", pytrace=False)
 
 
-def choose_ui_port():
-    if port_free(8089):
-        return 8089
+def choose_port(preferred):
+    if port_free(preferred):
+        return preferred
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -146,9 +147,10 @@ def lab_env(docker_engine, lab_image):
     """A unique project on free ports, with the base image chosen for this machine."""
     ncpu = docker_engine
     base, reason = lab_image.base, lab_image.base_reason
-    prefix, ui_port = choose_port_prefix(), choose_ui_port()
+    prefix, ui_port, master_port = choose_port_prefix(), choose_port(8089), choose_port(5557)
     env = clean_env()
-    env.update(BASE_IMAGE=base, LAB_PORT_PREFIX=prefix, LAB_UI_PORT=str(ui_port), LAB_BIND="127.0.0.1")
+    env.update(BASE_IMAGE=base, LAB_PORT_PREFIX=prefix, LAB_UI_PORT=str(ui_port), LAB_MASTER_PORT=str(master_port),
+               LAB_BIND="127.0.0.1")
     if ncpu < 2:  # the .env defaults (servers on 0, load on 1) need two CPUs
         env.update(LAB_SERVER_CPUS="0", LAB_LOAD_CPUS="0")
     project = f"labtest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -205,7 +207,8 @@ def test_compose_config_is_valid_with_safe_defaults(docker_engine):
         assert "clients.request" in test and "25000" in test, test
         assert f"--strategy {name.removeprefix('server-')} " in " ".join(svc["command"]) + " ", name
         assert svc["stop_grace_period"] == "3s", name  # the servers exit on SIGTERM within 2 s
-    assert [(p["target"], str(p["published"])) for p in services["locust-master"]["ports"]] == [(8089, "8089")]
+    assert [(p["target"], str(p["published"])) for p in services["locust-master"]["ports"]] == [
+        (8089, "8089"), (5557, "5557")]
     assert "ports" not in services["locust-worker"], "workers must be scalable: no fixed host port"
     for name in LOAD_SERVICES:
         assert services[name]["cpuset"] == "1", name
@@ -338,6 +341,24 @@ def test_locust_workers_scale(lab):
     while lab.ui("/stats/requests")["worker_count"] != 2 and time.monotonic() < deadline:
         time.sleep(1)
     assert lab.ui("/stats/requests")["worker_count"] == 2
+
+
+def test_a_worker_on_another_host_joins_the_labs_master(lab):
+    """A Locust worker outside compose (here: on the host) joins the lab's master through the
+    published master port, as one on another machine would."""
+    before = lab.ui("/stats/requests")["worker_count"]
+    worker = subprocess.Popen([sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles"), "--worker",
+                               "--master-host", "127.0.0.1", "--master-port", lab.env["LAB_MASTER_PORT"]],
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while lab.ui("/stats/requests")["worker_count"] != before + 1 and time.monotonic() < deadline:
+            assert worker.poll() is None, worker.stderr.read()[-2000:]
+            time.sleep(1)
+        assert lab.ui("/stats/requests")["worker_count"] == before + 1
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 # --- scripts/pin ------------------------------------------------------------------------------
