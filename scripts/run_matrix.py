@@ -65,11 +65,10 @@ def parse_args(argv):
     parser.add_argument("--load-cpus", default=dotenv("LAB_LOAD_CPUS") or (str(cpus[1]) if len(cpus) > 1 else "0"),
                         help="CPUs of the load container that runs the clients (default: LAB_LOAD_CPUS, or %(default)s)")
     parser.add_argument("--load", choices=["auto", "clients", "locust"], default="auto",
-                        help="what drives the perf1 cells (C4, C7). auto (default): Locust's perf1 scenario "
-                        "through the running compose lab's master if it is up (the room watches in its UI), "
-                        "else clients.perf1. locust: the same, but headless Locust with distributed workers "
-                        "in the load container when no lab is up. clients: always clients.perf1. The other "
-                        "cells need sub-second timing and always use the clients.")
+                        help="what drives the perf1 cells (C4, C7). auto (default) and locust: Locust's perf1 "
+                        "scenario, through the running compose lab's master if it is up (the room watches in "
+                        "its UI), else headless with distributed workers in the load container. clients: "
+                        "clients.perf1. The other cells need sub-second timing and always use the clients.")
     parser.add_argument("--python", dest="pythons", type=csv_list(experiments.PYTHONS),
                         help="run the servers and the GIL and memory experiments on each of these Pythons, "
                         "comma-separated: " + ", ".join(experiments.PYTHONS) + " (t: free-threaded). Each "
@@ -171,12 +170,11 @@ def choose_load(lab, settings):
     if live:
         console.print(f"load: the running lab's Locust master, {live.url} (watch the perf1 cells there)")
         return live
-    if wanted == "locust":
-        console.print("load: headless Locust, a master and workers in the load container")
+    if wanted in ("auto", "locust"):
+        console.print("load: headless Locust, a master and workers in the load container (no running lab's "
+                      "Locust master found)")
         return HeadlessLocust(lab)
-    # Headless Locust's 1-user latency runs high inside the runner (see the README), which can hide
-    # C4; without a lab to watch, the clients measure perf1.
-    console.print("load: the clients (no running lab's Locust master found)")
+    console.print("load: the clients (--load clients)")
     return None
 
 

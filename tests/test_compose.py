@@ -26,7 +26,8 @@ import uuid
 import pytest
 
 from conftest import LAB_IMAGE as IMAGE, OFFLINE_BASE, REPO, clean_env, run
-STRATEGIES = ["sequential", "threaded", "process-pool", "threshold-pool", "prefork", "asyncio", "generators"]
+STRATEGIES = ["sequential", "threaded", "process-pool", "threshold-pool", "prefork", "asyncio", "generators",
+              "asyncio-pool"]
 SERVER_SERVICES = [f"server-{s}" for s in STRATEGIES]
 LOAD_SERVICES = ["locust-master", "locust-worker"]
 SERVICES = SERVER_SERVICES + LOAD_SERVICES
@@ -74,12 +75,12 @@ def port_free(port):
 
 
 def choose_port_prefix():
-    """'2500' (ports 25001-25007) when free, else another prefix whose 7 ports are free."""
+    """'2500' (ports 25001-25008) when free, else another prefix whose 8 ports are free."""
     rng = random.Random()
     for prefix in ["2500"] + [str(p) for p in rng.sample(range(2510, 6500), 60)]:
-        if all(port_free(int(f"{prefix}{i}")) for i in range(1, 8)):
+        if all(port_free(int(f"{prefix}{i}")) for i in range(1, len(STRATEGIES) + 1)):
             return prefix
-    pytest.fail("no free block of 7 host ports found for the lab", pytrace=False)
+    pytest.fail(f"no free block of {len(STRATEGIES)} host ports found for the lab", pytrace=False)
 
 
 def choose_port(preferred):

@@ -11,6 +11,10 @@ HARDENING = dict(
     user="10001:10001", read_only=True, tmpfs={"/tmp": "size=64m,mode=1777"}, cap_drop=["ALL"],
     security_opt=["no-new-privileges:true"], init=True,
 )  # the engine's default open-file limit (20,000 or more) covers C13's 10,000 connections
+# C13 opens 10,000 connections per cell, three cells in a row, from the one load container: with
+# the default 28,000 ephemeral ports, the closed ones waiting out TIME_WAIT would run it out of
+# addresses ("Cannot assign requested address"). Both settings are per network namespace.
+LOAD_SYSCTLS = {"net.ipv4.ip_local_port_range": "1024 65000", "net.ipv4.tcp_tw_reuse": "1"}
 READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 3
 SERVER_PORT = 25000  # every server listens here inside its container
@@ -72,7 +76,7 @@ class Lab:
         try:
             # internal: the run's containers reach each other and nothing else
             self.network = self.docker.networks.create(self.name, internal=True, labels={LABEL: self.run_id})
-            self.load = self._run("load", ["sleep", "infinity"], self.load_cpus)
+            self.load = self._run("load", ["sleep", "infinity"], self.load_cpus, sysctls=LOAD_SYSCTLS)
         except BaseException:
             self.close()  # a load container that could not start must not be left behind
             raise
@@ -87,10 +91,10 @@ class Lab:
         for network in self.docker.networks.list(filters={"label": f"{LABEL}={self.run_id}"}):
             network.remove()
 
-    def _run(self, role, command, cpus, python=None):
+    def _run(self, role, command, cpus, python=None, **options):
         return self.docker.containers.run(
             python_image(python) if python else self.image, command, name=f"{self.name}-{role}", detach=True,
-            network=self.name, cpuset_cpus=cpus, labels={LABEL: self.run_id}, **HARDENING)
+            network=self.name, cpuset_cpus=cpus, labels={LABEL: self.run_id}, **HARDENING, **options)
 
     def server(self, strategy, *args, cpus=None, python=None):
         return Server(self, strategy, args, cpus or self.server_cpus, python)

@@ -229,7 +229,7 @@ def perf1(ctx, cell):
     together = while_both_ran(two)
     two_mean = statistics.fmean(together)
     return {"n": cell.params["n"], "one_client_mean_s": one["mean_s"], "two_clients_mean_s": two_mean,
-            "ratio": two_mean / one["mean_s"], "samples": one["count"] + len(together)}
+            "ratio": two_mean / one["mean_s"], "samples": one["count"] + len(together), "load": "clients"}
 
 
 def while_both_ran(records):
