@@ -51,20 +51,15 @@ class Lab:
             self.docker.ping()
         except docker.errors.DockerException as e:
             raise LabError(f"cannot reach the Docker Engine: {e}") from None
-        if not self.has_image(image):
+        try:
+            self.docker.images.get(image)
+        except docker.errors.ImageNotFound:
             raise LabError(f"no image {image!r}: build it first with 'docker compose build' "
                            "(without a registry: BASE_IMAGE=concurrency-lab-base:trixie docker compose build, "
-                           "after scripts/build-offline-base; see the README's 'Two commands')")
+                           "after scripts/build-offline-base; see the README's 'Two commands')") from None
         self.image = image
         self.server_cpus, self.load_cpus = server_cpus, load_cpus
         self.run_id = self.name = self.network = self.load = None
-
-    def has_image(self, name):
-        try:
-            self.docker.images.get(name)
-            return True
-        except docker.errors.ImageNotFound:
-            return False
 
     def open(self, run_id):
         """Use as `with lab.open(run_id):` the run's network and load container exist inside it."""
@@ -121,7 +116,7 @@ class Lab:
         return api.exec_inspect(exec_id)["ExitCode"], "\n".join(out), b"".join(err).decode(errors="replace")
 
     def run_alone(self, python, argv, timeout):
-        """Run argv in a container of one Python's server image, on the load CPUs, with no network;
+        """Run argv in a container of its own from one Python's server image, on the load CPUs;
         return (exit code, stdout, stderr)."""
         container = self._run(f"py{python}", ["timeout", "-s", "KILL", str(int(timeout) + 1), *map(str, argv)],
                               self.load_cpus, python)

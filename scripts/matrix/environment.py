@@ -8,6 +8,8 @@ from pathlib import Path
 from matrix.containers import python_image
 
 REPO = Path(__file__).resolve().parents[2]
+
+
 def describe(lab, settings):
     info = lab.docker.info()
     image = lab.docker.images.get(lab.image)
