@@ -13,7 +13,7 @@
 ARG BASE_IMAGE=python:3.13-slim
 
 # The servers and clients alone: the standard library is all they need. `--target server` builds
-# just this stage, for any Python (scripts/build-python-image 3.11|3.13|3.14|3.13t|3.14t).
+# just this stage, for any of the lab's Pythons (scripts/build-python-image; images/pythons.tsv).
 FROM ${BASE_IMAGE} AS server
 ENV PATH=/opt/lab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONPATH=/app \
@@ -72,11 +72,13 @@ RUN set -eu; \
     /opt/lab/bin/pip uninstall -y -q pip; \
     rm -rf /tmp/lab
 
-# The lab image: the server stage plus Locust and the runner's packages in /opt/lab.
+# The lab image: the server stage plus Locust and its packages in /opt/lab, the locustfiles, and the
+# lab's own package (the locustfiles use it; the experiments' live forms live there).
 FROM server
 USER root
 COPY --from=deps /opt/lab /opt/lab
 COPY locustfiles/ /app/locustfiles/
-RUN python -m compileall -q /app /opt/lab >/dev/null && python -c 'import server, clients, locust, docker'
+COPY lab/ /app/lab/
+RUN python -m compileall -q /app /opt/lab >/dev/null && python -c 'import server, clients, lab.store, locust, docker'
 USER 10001:10001
 EXPOSE 25000 8089 5557

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from server.protocol import PORT, fib_reply
+
 # Exit codes, one per kind of failure, so that scripts can tell them apart.
 EXIT_OK = 0
 EXIT_FAILED = 1  # an experiment's own child process failed in a way it does not measure
@@ -49,7 +51,7 @@ exit codes:
 """
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 25000
+DEFAULT_PORT = PORT
 # fib(40), the article's longest request, takes seconds to a minute: wait that long, not forever.
 DEFAULT_TIMEOUT_S = 120.0
 # A fib reply is at most a few dozen digits; the article reads it with one recv(100).
@@ -252,23 +254,14 @@ class FibConnection:
         return reply.rstrip(b"\r\n")
 
 
-def fib(n: int) -> int:
-    """The article's fib (fib(1) = fib(2) = 1), computed iteratively: it checks replies, it is not the load."""
-    a, b = 1, 1
-    for _ in range(n - 2):
-        a, b = b, a + b
-    return b if n >= 2 else 1
-
-
 def check_fib_reply(n: int, reply: bytes) -> int:
-    """The reply must be the decimal fib(n); anything else means the framing or the server is wrong."""
-    if not reply.isdigit():
-        raise ClientError(EXIT_BAD_REPLY, f"unexpected reply {reply!r} to fib({n})")
-    value = int(reply)
-    # fib(0) differs between conventions (0 or the article's 1): accept either.
-    if n >= 1 and value != fib(n):
-        raise ClientError(EXIT_BAD_REPLY, f"wrong reply {reply!r} to fib({n}): expected {fib(n)}")
-    return value
+    """The reply (without its newline) must be fib(n); anything else means the framing or the server is wrong."""
+    expected = fib_reply(n)
+    if reply + b"\n" != expected:
+        if not reply.isdigit():
+            raise ClientError(EXIT_BAD_REPLY, f"unexpected reply {reply!r} to fib({n})")
+        raise ClientError(EXIT_BAD_REPLY, f"wrong reply {reply!r} to fib({n}): expected {expected.strip().decode()}")
+    return int(reply)
 
 
 # ---------------------------------------------------------------- statistics

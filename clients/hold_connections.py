@@ -11,7 +11,7 @@ DESCRIPTION = """\
 Open --connections connections to one server, send fib(1) on every one of them ('1\\n', which an
 echo server returns unchanged too), and count the connections whose reply arrives while all of
 them are open: a thread-per-connection or coroutine server answers them all at once (C2), a
-sequential one answers only the first (C1). Then hold them open, idle, for --hold seconds, so
+one-at-a-time server answers only the first (C1). Then hold them open, idle, for --hold seconds, so
 that the server's threads and memory per connection can be read meanwhile (C13), and close them.
 """
 

@@ -8,9 +8,9 @@ from clients import common
 
 DESCRIPTION = """\
 The article's perf1: one connection, a CPU-heavy request (fib(30)) sent again and again, and the
-latency of each request printed as it arrives. Start a second perf1 against the threaded server
-while the first runs: both clients' latencies roughly double, because the server's threads share
-one GIL (claim C4). Against the process-pool server they do not (C7).
+latency of each request printed as it arrives. Start a second perf1 against a thread-per-connection
+server while the first runs: both clients' latencies roughly double, because the server's threads
+share one GIL (claim C4). Against a server that computes in a process pool they do not (C7).
 
 Faithful to the article by default: the bare number b'30' with no newline, one send, one recv(100).
 The loop stops after --duration seconds (default 30) or after --count requests, whichever you give.

@@ -10,7 +10,7 @@ from clients import common
 
 DESCRIPTION = """\
 The article's perf2: one connection sending a trivial request (fib(1)) as fast as the server
-answers, and the rate printed at every interval. Run it against the threaded server, then ask for
+answers, and the rate printed at every interval. Run it against a thread-per-connection server, then ask for
 a long fib from another client (python -m clients.request 37): the rate collapses by more than 99%
 while the long request runs, because a CPU-bound thread keeps the GIL for 5 ms at a time (claim
 C6). Against the process pool the rate is lower but steady (C8); with a threshold it stays high (C9).

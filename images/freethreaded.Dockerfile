@@ -1,6 +1,6 @@
 # CPython built free-threaded (--disable-gil, PEP 703/779), compiled from Debian's source
 # package: no Debian suite ships a free-threaded build. Built once by scripts/build-python-image
-# (3.14t: python3.14 on sid; 3.13t: python3.13 on trixie) and kept as the image
+# (X.Yt: the source package pythonX.Y on its suite, images/pythons.tsv) and kept as the image
 # concurrency-lab-python:VERSION, the base of the lab's server image for that Python.
 #
 #   BASE_IMAGE=concurrency-lab-base:sid   offline (scripts/build-offline-base --suite sid)

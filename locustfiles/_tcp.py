@@ -29,9 +29,10 @@ from locust import User, events, task
 from locust.user.task import LOCUST_STATE_STOPPING
 
 import _latency
+from server.protocol import PORT, fib_reply
 
 REQUEST_TYPE = "TCP"
-DEFAULT_HOST = "tcp://127.0.0.1:25000"
+DEFAULT_HOST = f"tcp://127.0.0.1:{PORT}"
 # A fib reply is at most a few dozen bytes; an echo reply is what we sent. One recv almost always
 # brings the whole line.
 RECV_SIZE = 65536
@@ -83,19 +84,11 @@ def parse_tcp_url(url):
     return parts.hostname, port
 
 
-def fib(n):
-    """The value the server's fib(n) returns (fib(0) = 0)."""
-    previous, current = 0, 1
-    for _ in range(n):
-        previous, current = current, previous + current
-    return previous
-
-
 def fib_request(n):
     """(name, payload, expected reply) of one fib(n) request."""
     if n < 0:
         raise ValueError(f"fib(n) needs n >= 0, got {n}")
-    return f"fib({n})", b"%d\n" % n, b"%d\n" % fib(n)
+    return f"fib({n})", b"%d\n" % n, fib_reply(n)
 
 
 def echo_request(size):

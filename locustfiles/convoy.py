@@ -27,6 +27,8 @@ import _latency
 from _tcp import REQUEST_TYPE, FibUser, fib_request
 from perf2 import Perf2User  # noqa: F401  (the short requests: every user but one)
 
+from lab.store import write_atomic
+
 LONG_REQUEST_MESSAGE = "lab_convoy_long_request"
 # fib(40) may take a minute; the long request must not time out before it ends.
 LONG_REQUEST_TIMEOUT_S = 600.0
@@ -77,8 +79,8 @@ class Timeline:
         rows += [f"{row['second']},{row['t_s']},{row['short_requests']},{int(row['long_request_running'])}"
                  for row in record["per_second"]]
         json_path, csv_path = prefix + "_convoy.json", prefix + "_convoy.csv"
-        _latency.write_atomically(json_path, json.dumps(record, indent=1) + "\n")
-        _latency.write_atomically(csv_path, "\n".join(rows) + "\n")
+        write_atomic(json_path, json.dumps(record, indent=1) + "\n")
+        write_atomic(csv_path, "\n".join(rows) + "\n")
         return [json_path, csv_path]
 
     def describe(self, counts, short_name, options):

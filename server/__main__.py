@@ -8,6 +8,7 @@ import sys
 from server import build, strategies
 from server.lifecycle import Shutdown, install_shutdown_handlers
 from server.listener import listen
+from server.protocol import PORT
 from server.service import Service
 
 OPTION_FLAGS = {"workers": "--workers", "threshold": "--threshold"}
@@ -37,28 +38,27 @@ def positive_float(text):
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m server",
-        description="Run one of the article's concurrency strategies behind the lab's wire protocol: "
+        description="Run one of the article's concurrency strategies behind the lab's wire protocol:\n"
         "send a number n (bare, as perf1/perf2 do, or a line, as nc does) and get fib(n) and a newline back.",
-        epilog="Strategies: sequential (one client at a time, C1), threaded (a thread per connection, "
-        "C2 C4 C6), process-pool (every request in a process pool, C7 C8), threshold-pool (n > T in the "
-        "pool, C9), prefork (N forked processes on one socket, C10), asyncio and generators (coroutines, "
-        "fib inline, C13), asyncio-pool (asyncio with n > T awaited from a process pool), subinterpreters "
-        "(a thread per connection, every request in an InterpreterPoolExecutor; Python >= 3.14). "
-        "The first stdout line is 'listening on HOST:PORT'; stderr names the Python build. "
+        epilog="strategies:\n" + "\n".join(f"  {strategies.summary(name)}" for name in strategies.ALL) +
+        "\n\nThe first stdout line is 'listening on HOST:PORT'; stderr names the Python build. "
         "SIGTERM or Ctrl-C stops it.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--strategy", required=True, choices=list(strategies.MODULES),
+    parser.add_argument("--strategy", required=True, choices=list(strategies.ALL),
                         help="how clients are served")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=non_negative_int, default=25000,
+    parser.add_argument("--port", type=non_negative_int, default=PORT,
                         help="TCP port; 0 lets the OS pick a free one (default %(default)s)")
     parser.add_argument("--handler", choices=["fib", "echo"], default="fib",
                         help="fib: reply fib(n); echo: return the bytes received (default %(default)s)")
     parser.add_argument("--workers", type=positive_int,
-                        help="pool size or prefork processes (default: the CPUs this process may run on)")
+                        help="how many pool workers or forked processes: "
+                        + ", ".join(name for name, module in strategies.ALL.items() if "workers" in module.USES)
+                        + " (default: the CPUs this process may run on)")
     parser.add_argument("--threshold", type=non_negative_int,
-                        help="threshold-pool, asyncio-pool: n above this goes to the pool (default 15, "
-                        "as in the article)")
+                        help=", ".join(name for name, module in strategies.ALL.items() if "threshold" in module.USES)
+                        + ": n above this goes to the pool (default 15, as in the article)")
     parser.add_argument("--max-n", type=non_negative_int, default=40,
                         help="largest n accepted; above it the reply is ERR (default %(default)s)")
     parser.add_argument("--switch-interval", type=positive_float, metavar="SECONDS",

@@ -10,7 +10,8 @@ def fib(n):
 
 
 def fib_reply(n):
-    # fib(0) is 0; the article's fib would say 1, and its hot loop stays untouched.
+    # fib(0) is 0 (server.protocol.fib_reply says what every reply must be); the article's fib would
+    # say 1, and its hot loop stays untouched.
     return b"%d\n" % (fib(n) if n else 0)
 
 

@@ -67,7 +67,7 @@ def process_pool(workers):
 @contextmanager
 def interpreter_pool(workers):
     """An InterpreterPoolExecutor (PEP 734): each interpreter has its own GIL. Its workers import the
-    server's modules afresh, from the sys.path[0] and PYTHONPATH that they inherit."""
+    server's modules afresh, from the module search path (and PYTHONPATH) that they inherit."""
     executor = _warm(concurrent.futures.InterpreterPoolExecutor(workers), workers)
     try:
         yield executor

@@ -13,6 +13,7 @@ Framing rule (see README, "The wire protocol"):
 from typing import NamedTuple
 
 MAX_REQUEST = 64
+PORT = 25000  # where a server listens, and a client connects, unless told otherwise
 
 
 class Refusal(NamedTuple):
@@ -26,6 +27,16 @@ def refuse(reason, close=False):
 
 
 TOO_LONG = refuse(f"request longer than {MAX_REQUEST} bytes", close=True)
+
+
+def fib_reply(n):
+    """The reply the server owes to request n: fib(n) in decimal and a newline, fib(0) = 0, fib(1) =
+    fib(2) = 1. Computed by iteration, so that a client checks a reply at no cost; the server computes
+    the same number the article's slow way (server.handlers)."""
+    previous, current = 0, 1
+    for _ in range(n):
+        previous, current = current, previous + current
+    return b"%d\n" % previous
 
 
 class LineFramer:

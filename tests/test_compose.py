@@ -1,7 +1,7 @@
 """The compose lab for real: the config, the image build (with the offline base on
 machines without a registry), `up` to healthy, the article's client on every
 published port, CPU pinning, non-root and hardened containers, Locust end to end,
-scripts/pin, and `down` within 10 s.
+scripts/lab pin, the runner's containers made as compose's are, and `down` within 10 s.
 
 Needs a Docker Engine and Compose v2 (`docker compose`). With CI=true a missing
 Engine or Compose v2 fails these tests; elsewhere they are skipped with the reason
@@ -26,43 +26,19 @@ import uuid
 import pytest
 
 from conftest import LAB_IMAGE as IMAGE, OFFLINE_BASE, REPO, clean_env, run
-STRATEGIES = ["sequential", "threaded", "process-pool", "threshold-pool", "prefork", "asyncio", "generators",
-              "asyncio-pool"]
-SERVER_SERVICES = [f"server-{s}" for s in STRATEGIES]
+from lab import compose as lab_compose
+from lab.containers import Lab as RunnerLab
+from lab.cpusets import parse_cpuset as parse_cpus
+from lab.pin import PROBE
+from lab.pythons import version_tuple
+from server import strategies
+
 LOAD_SERVICES = ["locust-master", "locust-worker"]
-SERVICES = SERVER_SERVICES + LOAD_SERVICES
 LAB_UID = 10001
 pytestmark = pytest.mark.docker
 
 UP_TIMEOUT_S = 240         # up --wait; about 20 s here
 DOWN_LIMIT_S = 10.0        # the issue's limit for `docker compose down`
-
-# Runs inside a lab container: every process but itself, with its UIDs, GIDs,
-# effective capabilities and allowed CPUs.
-PROC_PROBE = r"""
-import json, os
-me = os.getpid()
-out = []
-for pid in sorted(int(p) for p in os.listdir('/proc') if p.isdigit()):
-    if pid == me:
-        continue
-    try:
-        with open('/proc/%d/status' % pid) as f:
-            st = dict(l.rstrip('\n').split(':\t', 1) for l in f if ':\t' in l)
-    except OSError:
-        continue
-    out.append({'pid': pid, 'name': st['Name'], 'uid': st['Uid'].split(), 'gid': st['Gid'].split(),
-                'cap_eff': st['CapEff'], 'cpus': st['Cpus_allowed_list']})
-print(json.dumps({'procs': out, 'affinity': sorted(os.sched_getaffinity(0))}))
-"""
-
-
-def parse_cpus(text):
-    cpus = set()
-    for part in text.strip().split(","):
-        lo, _, hi = part.partition("-")
-        cpus.update(range(int(lo), int(hi or lo) + 1))
-    return cpus
 
 
 def port_free(port):
@@ -74,13 +50,19 @@ def port_free(port):
             return False
 
 
+def server_services():
+    """{strategy: service} of compose.yaml's servers, by the --strategy each runs."""
+    return lab_compose.server_services()
+
+
 def choose_port_prefix():
-    """'2500' (ports 25001-25008) when free, else another prefix whose 8 ports are free."""
+    """'2500' (ports 25001-2500N) when free, else another prefix whose N ports are free."""
     rng = random.Random()
+    count = len(server_services())
     for prefix in ["2500"] + [str(p) for p in rng.sample(range(2510, 6500), 60)]:
-        if all(port_free(int(f"{prefix}{i}")) for i in range(1, len(STRATEGIES) + 1)):
+        if all(port_free(int(f"{prefix}{i}")) for i in range(1, count + 1)):
             return prefix
-    pytest.fail(f"no free block of {len(STRATEGIES)} host ports found for the lab", pytrace=False)
+    pytest.fail(f"no free block of {count} host ports found for the lab", pytrace=False)
 
 
 def choose_port(preferred):
@@ -117,7 +99,7 @@ class Lab:
         return found
 
     def probe(self, container_id):
-        out = run(["docker", "exec", container_id, "python", "-c", PROC_PROBE], 60, check=True).stdout
+        out = run(["docker", "exec", container_id, "python", "-c", PROBE], 60, check=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     def ui(self, path, data=None, timeout=10):
@@ -187,7 +169,8 @@ def test_compose_config_is_valid_with_safe_defaults(docker_engine):
     run(["docker", "compose", "config", "-q"], 60, env=env, check=True)
     cfg = json.loads(run(["docker", "compose", "config", "--format", "json"], 60, env=env, check=True).stdout)
     services = cfg["services"]
-    assert sorted(services) == sorted(SERVICES)
+    server_names = sorted(server_services().values())
+    assert sorted(services) == sorted(server_names + LOAD_SERVICES)
     assert [s for s in services if "build" in services[s]] == ["server-sequential"], "the image is built once"
     assert len({services[s]["image"] for s in services}) == 1, "one lab image for every service"
     for name, svc in services.items():
@@ -200,21 +183,23 @@ def test_compose_config_is_valid_with_safe_defaults(docker_engine):
         for port in svc.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", (name, port)
         assert "healthcheck" in svc, name
-    for i, name in enumerate(SERVER_SERVICES, start=1):
+    published = []
+    for strategy, name in server_services().items():
         svc = services[name]
-        assert svc["cpuset"] == "0", name
-        assert [(p["target"], str(p["published"])) for p in svc["ports"]] == [(25000, f"2500{i}")], name
+        assert name == f"server-{strategy}" and svc["cpuset"] == "0", name
+        assert [p["target"] for p in svc["ports"]] == [25000], name
+        published.append(str(svc["ports"][0]["published"]))
         test = " ".join(svc["healthcheck"]["test"])
         assert "clients.request" in test and "25000" in test, test
-        assert f"--strategy {name.removeprefix('server-')} " in " ".join(svc["command"]) + " ", name
         assert svc["stop_grace_period"] == "3s", name  # the servers exit on SIGTERM within 2 s
+    assert sorted(published) == [f"2500{i}" for i in range(1, len(published) + 1)]
     assert [(p["target"], str(p["published"])) for p in services["locust-master"]["ports"]] == [
         (8089, "8089"), (5557, "5557")]
     assert "ports" not in services["locust-worker"], "workers must be scalable: no fixed host port"
     for name in LOAD_SERVICES:
         assert services[name]["cpuset"] == "1", name
         deps = services[name]["depends_on"]
-        for server in SERVER_SERVICES:
+        for server in server_names:
             assert deps[server]["condition"] == "service_healthy", (name, server)
     assert services["locust-worker"]["depends_on"]["locust-master"]["condition"] == "service_healthy"
 
@@ -234,9 +219,19 @@ def test_image_builds_from_the_chosen_base(built):
     assert out[1] == "2.47.0", out
 
 
+def test_compose_has_a_server_for_every_strategy_the_lab_image_can_run(built):
+    """The strategies are server/strategies; compose.yaml must serve each one that the lab image's
+    Python can run, and no other (one it cannot run would restart forever)."""
+    out = run(["docker", "run", "--rm", "--network", "none", IMAGE, "python", "-m", "server.build", "--json"],
+              120, check=True).stdout
+    version = version_tuple(json.loads(out)["version"])
+    runnable = sorted(name for name in strategies.ALL if strategies.runs_on(name, version))
+    assert sorted(server_services()) == runnable
+
+
 def test_up_brings_every_service_to_healthy(lab):
     services = lab.by_service()
-    assert sorted(services) == sorted(SERVICES), lab.diagnostics()
+    assert sorted(services) == sorted([*server_services().values(), *LOAD_SERVICES]), lab.diagnostics()
     for name, containers in services.items():
         for c in containers:
             state = c["State"]
@@ -246,13 +241,16 @@ def test_up_brings_every_service_to_healthy(lab):
 
 # --- the servers through their published ports ------------------------------------------------
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_article_client_on_published_port(lab, strategy):
-    """The article's perf1 style: send(b"20"), recv(100) -> b"6765\\n", on 127.0.0.1."""
-    index = STRATEGIES.index(strategy) + 1
-    port = int(f"{lab.prefix}{index}")
-    mapped = lab.compose("port", f"server-{strategy}", "25000", timeout=30).stdout.strip()
-    assert mapped == f"127.0.0.1:{port}", mapped
+def test_article_client_on_every_published_port(lab):
+    """The article's perf1 style: send(b"20"), recv(100) -> b"6765\\n", on 127.0.0.1, for every server."""
+    for service in server_services().values():
+        mapped = lab.compose("port", service, "25000", timeout=30).stdout.strip()
+        host, port = mapped.rsplit(":", 1)
+        assert host == "127.0.0.1" and port.startswith(lab.prefix), mapped
+        article_client(int(port))
+
+
+def article_client(port):
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         sock.settimeout(20)
         for _ in range(3):
@@ -273,7 +271,7 @@ def test_affinity_equals_cpuset_in_every_container(lab):
             assert set(info["affinity"]) == parse_cpus(cpuset), (name, info["affinity"])
             assert len(info["procs"]) >= 2, (name, info)  # docker-init and the service's process
             for p in info["procs"]:
-                assert parse_cpus(p["cpus"]) == parse_cpus(cpuset), (name, p)
+                assert parse_cpus(p["allowed"]) == parse_cpus(cpuset), (name, p)
 
 
 def test_processes_are_not_root_and_containers_are_hardened(lab):
@@ -291,6 +289,28 @@ def test_processes_are_not_root_and_containers_are_hardened(lab):
             # the root file system really is read-only
             write = run(["docker", "exec", c["Id"], "python", "-c", "open('/app/x', 'w')"], 60)
             assert write.returncode != 0 and "Read-only file system" in write.stderr, (name, write.stderr)
+
+
+HARDENED = [("Config", "User"), ("HostConfig", "ReadonlyRootfs"), ("HostConfig", "Init"), ("HostConfig", "CapDrop"),
+            ("HostConfig", "SecurityOpt"), ("HostConfig", "Tmpfs")]
+
+
+def test_the_runners_containers_are_made_as_composes_are(lab):
+    """The runner reads compose's hardening and the load container's sysctls from compose.yaml: its
+    server and load containers come out with the same settings as the running lab's."""
+    ours = {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in lab.containers()}
+    runner = RunnerLab(IMAGE, "0", "1" if lab.ncpu > 1 else "0")
+    with runner.open(f"labtest-{uuid.uuid4().hex[:8]}"):
+        with runner.server("threaded", cpus="0") as server:
+            server.container.reload()
+            served = server.container.attrs
+        runner.load.reload()
+        load = runner.load.attrs
+    for section, key in HARDENED:
+        assert served[section][key] == ours["server-threaded"][section][key], key
+        assert load[section][key] == ours["locust-master"][section][key], key
+    assert load["HostConfig"]["Sysctls"] == ours["locust-master"]["HostConfig"]["Sysctls"]
+    assert load["HostConfig"]["Sysctls"]["net.ipv4.tcp_tw_reuse"] == "1"
 
 
 # --- Locust -----------------------------------------------------------------------------------
@@ -320,7 +340,7 @@ def test_locust_workers_reach_a_server_by_service_name(lab):
 def test_the_runner_drives_the_running_labs_locust_master(lab, tmp_path):
     """With the lab up, the runner's perf1 cells run through the lab's Locust master, where the room
     watches them: the swarms land in the master's stats, and the cell is measured from them."""
-    proc = run([sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--quick", "--experiments", "perf1",
+    proc = run([sys.executable, "-m", "lab", "run", "--quick", "--experiments", "perf1",
                 "--strategies", "threaded", "--results", str(tmp_path)], 300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "load: the running lab's Locust master" in proc.stderr
@@ -362,13 +382,13 @@ def test_a_worker_on_another_host_joins_the_labs_master(lab):
         worker.wait(timeout=30)
 
 
-# --- scripts/pin ------------------------------------------------------------------------------
+# --- lab pin ----------------------------------------------------------------------------------
 
 def pin(lab, *args):
-    return run([sys.executable, str(REPO / "scripts" / "pin"), "--project", lab.project, *args], 120)
+    return run([sys.executable, "-m", "lab", "pin", "--project", lab.project, *args], 120)
 
 
-def test_scripts_pin_shows_and_repins(lab):
+def test_lab_pin_shows_and_repins(lab):
     shown = pin(lab)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     for name, containers in lab.by_service().items():

@@ -14,17 +14,15 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO, run, unavailable
-from test_runner import only_run, run_matrix
+from lab.pythons import image
+from lab.record import verdict_label
+from test_runner import lab_run, only_run
 from wire import ask, connect, read_lines
 
 pytestmark = pytest.mark.docker
 GIL_BUILD, FREE_THREADED, NEWEST = "3.13", "3.13t", "3.14"
 # A cold build: the sid base (debootstrap, ~30 s), then CPython compiled (~2.5 min on 2 cores).
 BUILD_TIMEOUT_S = 1800
-
-
-def image(python):
-    return f"concurrency-lab-server:{python}"
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +125,7 @@ def test_free_threaded_perf1_does_not_double_where_the_gil_build_does(python_ima
     clearly below the GIL build's ratio in the same run."""
     if int(run(["docker", "info", "--format", "{{.NCPU}}"], 30, check=True).stdout) < 2:
         unavailable("the free-threaded perf1 test needs 2 CPUs")
-    proc = run_matrix("--quick", "--image", lab_image.name, "--python", f"{GIL_BUILD},{FREE_THREADED}",
+    proc = lab_run("--quick", "--image", lab_image.name, "--python", f"{GIL_BUILD},{FREE_THREADED}",
                       "--experiments", "perf1", "--strategies", "threaded", "--pool-cpus", "0-1",
                       results=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -139,9 +137,9 @@ def test_free_threaded_perf1_does_not_double_where_the_gil_build_does(python_ima
              for python in (GIL_BUILD, FREE_THREADED)}
     assert ratio[FREE_THREADED] < 1.4, ratio
     assert ratio[FREE_THREADED] < ratio[GIL_BUILD] - 0.4, ratio
-    verdicts = {row["id"]: row["verdict"] for row in record["claims"]}
+    verdicts = {verdict_label(row): row["verdict"] for row in record["claims"]}
     assert verdicts[f"C4 on {GIL_BUILD}"] == "reproduced" and verdicts[f"C4 on {FREE_THREADED}"] == "not reproduced"
-    report = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(run_dir)],
+    report = subprocess.run([sys.executable, "-m", "lab", "report", str(run_dir)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
     text = (run_dir / "report.md").read_text()

@@ -1,4 +1,5 @@
-"""The experiment runner on real containers: a quick run, interrupt and resume, and the report."""
+"""The experiment runner on real containers: a quick run, interrupt and resume, and the report.
+(Its logic alone, on stored records and with no Docker: test_plan, test_claims, test_report.)"""
 import json
 import re
 import os
@@ -12,12 +13,12 @@ import pytest
 from conftest import REPO
 
 pytestmark = pytest.mark.docker
-RUN_MATRIX = [sys.executable, str(REPO / "scripts" / "run_matrix.py")]
+LAB_RUN = [sys.executable, "-m", "lab", "run"]
 
 
-def run_matrix(*args, results, timeout=600):
-    return subprocess.run([*RUN_MATRIX, "--results", str(results), *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+def lab_run(*args, results, timeout=600):
+    return subprocess.run([*LAB_RUN, "--results", str(results), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env={**os.environ, "COLUMNS": "200"})
 
 
 def leftovers(run_id):
@@ -25,6 +26,10 @@ def leftovers(run_id):
     label = f"label=org.concurrency-lab.run={run_id}"
     return [subprocess.run(["docker", kind, "ls", "-aq" if kind == "container" else "-q", "--filter", label],
                            capture_output=True, text=True, timeout=60).stdout.split() for kind in ("container", "network")]
+
+
+def fields_id(fields):
+    return "/".join(filter(None, (fields["python"], fields["experiment"], fields["variant"] or fields["strategy"])))
 
 
 def only_run(results):
@@ -37,7 +42,7 @@ def quick_run(lab_image, tmp_path_factory):
     """One whole quick run, shared by the tests that read it."""
     results = tmp_path_factory.mktemp("results")
     started = time.monotonic()
-    proc = run_matrix("--quick", "--image", lab_image.name, "--pool-cpus", "0-1", results=results)
+    proc = lab_run("--quick", "--image", lab_image.name, "--pool-cpus", "0-1", results=results)
     print(proc.stderr[-6000:])
     return results, proc, time.monotonic() - started
 
@@ -46,8 +51,12 @@ def test_a_quick_run_produces_a_complete_results_json(quick_run):
     results, proc, seconds = quick_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir, record = only_run(results)
-    assert record["schema"] == "concurrency-lab/results/1"
+    assert record["schema"] == "concurrency-lab/results/2"
     assert record["status"] == "complete"
+    assert [fields["experiment"] for fields in record["planned"]][:1] == ["one_at_a_time"]
+    assert all(cell["python"] is None for cell in record["cells"].values())
+    assert {fields["strategy"] for fields in record["planned"]} >= {"threaded", "process-pool", None}
+    assert set(record["cells"]) == {fields_id(fields) for fields in record["planned"]}
     failed = {cell_id: cell["error"] for cell_id, cell in record["cells"].items() if cell["status"] != "ok"}
     assert not failed
     env = record["environment"]
@@ -55,6 +64,8 @@ def test_a_quick_run_produces_a_complete_results_json(quick_run):
         assert env[key] is not None, key
     assert env["python"]["switch_interval_s"] == 0.005
     assert [row["id"] for row in record["claims"]] == [f"C{i}" for i in range(1, 14)]
+    assert all(row["rule_version"] and row["cells"] for row in record["claims"])
+    assert all(cell["figures"] for cell in record["cells"].values())
     # every cell's raw client records and docker stats are there, as valid JSON
     for cell_id, cell in record["cells"].items():
         raw = list((run_dir / "raw" / cell_id).glob("*.json"))
@@ -79,7 +90,7 @@ def test_quick_run_reproduces_c4_c6_on_threaded_and_c7_with_two_cpus(quick_run):
 def test_interrupting_and_resuming_loses_nothing(lab_image, tmp_path):
     results = tmp_path / "results"
     args = ["--quick", "--image", lab_image.name, "--experiments", "fib,loopback_floor,thread_memory,echo_clients"]
-    proc = subprocess.Popen([*RUN_MATRIX, "--results", str(results), *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*LAB_RUN, "--results", str(results), *args], stdout=subprocess.PIPE, cwd=REPO,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
@@ -99,8 +110,12 @@ def test_interrupting_and_resuming_loses_nothing(lab_image, tmp_path):
     kept = record["cells"]
     assert 2 <= len(kept) < 4 and all(cell["status"] == "ok" for cell in kept.values())
     assert f"--resume {run_dir}" in err
+    assert len(record["planned"]) == 4 and record["claims"][2]["verdict"] in ("reproduced", "not reproduced")
 
-    resumed = run_matrix("--resume", str(run_dir), results=results)
+    plan = lab_run("--resume", str(run_dir), "--plan", results=results)
+    assert plan.returncode == 0 and plan.stdout.count(" done ") == len(kept), plan.stdout + plan.stderr
+
+    resumed = lab_run("--resume", str(run_dir), results=results)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _, record = only_run(results)
     assert record["status"] == "complete"
@@ -112,7 +127,7 @@ def test_interrupting_and_resuming_loses_nothing(lab_image, tmp_path):
 def test_the_clients_can_drive_the_perf1_cells(lab_image, tmp_path):
     """--load clients: clients.perf1 instead of Locust; within one run, threaded's latency ratio is
     above process-pool's (C4 vs C7)."""
-    proc = run_matrix("--quick", "--image", lab_image.name, "--experiments", "perf1", "--load", "clients",
+    proc = lab_run("--quick", "--image", lab_image.name, "--experiments", "perf1", "--load", "clients",
                       "--pool-cpus", "0-1", results=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "load: the clients" in proc.stderr
@@ -132,7 +147,7 @@ def test_the_clients_can_drive_the_perf1_cells(lab_image, tmp_path):
     (["--resume", "/nonexistent"], "no results.json"),
 ])
 def test_bad_arguments_are_clear_errors(lab_image, tmp_path, args, message):
-    proc = run_matrix("--image", lab_image.name, *args, results=tmp_path)
+    proc = lab_run("--image", lab_image.name, *args, results=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -141,7 +156,7 @@ def test_bad_arguments_are_clear_errors(lab_image, tmp_path, args, message):
 
 def test_the_report_of_a_fresh_quick_run_renders_with_every_image(quick_run):
     run_dir, record = only_run(quick_run[0])
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(run_dir)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "lab", "report", str(run_dir)], capture_output=True, cwd=REPO,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (run_dir / "report.html").read_text()

@@ -1,5 +1,4 @@
 """Every strategy, over real sockets on loopback: the protocol, the errors, C1, C2, C10, shutdown."""
-import concurrent.futures
 import json
 import os
 import platform
@@ -13,14 +12,17 @@ import time
 import pytest
 
 from conftest import REPO
+from server import strategies
 from wire import ask, connect, no_reply_within, read_lines, reset
 
-# subinterpreters needs Python >= 3.14; on an older Python it is tested for its refusal to start.
-INTERPRETERS = ["subinterpreters"] if hasattr(concurrent.futures, "InterpreterPoolExecutor") else []
+# Every strategy (server.strategies) that this Python can run; one that needs a newer Python (NEEDS)
+# is tested for its refusal to start.
+ALL = [name for name, module in strategies.ALL.items() if not getattr(module, "NEEDS", None)]
+NEEDS_NEWER = [name for name, module in strategies.ALL.items() if getattr(module, "NEEDS", None)]
+INTERPRETERS = [name for name in ["subinterpreters"] if name in ALL]
 # Strategies that keep short requests moving during a long one: its fib runs in a pool.
-POOLS = ["process-pool", "threshold-pool", "asyncio-pool", *INTERPRETERS]
 PROCESS_POOLS = ["process-pool", "threshold-pool", "asyncio-pool"]
-ALL = ["sequential", "threaded", *POOLS, "prefork", "asyncio", "generators"]
+POOLS = [*PROCESS_POOLS, *INTERPRETERS]
 # Strategies that serve any number of clients at once (prefork serves --workers of them, C10).
 CONCURRENT = ["threaded", *POOLS, "asyncio", "generators"]
 THIS_BUILD = {"version": platform.python_version(), "implementation": sys.implementation.name,
@@ -324,6 +326,11 @@ def test_bad_command_lines_get_a_clear_error(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_strategies_this_python_lacks_are_named():
+    assert sorted(ALL + NEEDS_NEWER) == sorted(strategies.ALL) and set(PROCESS_POOLS) <= set(ALL)
+    assert CONCURRENT and all(name in ALL for name in CONCURRENT)
 
 
 @pytest.mark.skipif(bool(INTERPRETERS), reason="this Python has InterpreterPoolExecutor")

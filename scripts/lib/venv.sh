@@ -1,5 +1,7 @@
-# Sourced by scripts/test and scripts/lab: `lab_venv NAME FILE...` makes REPO/.venv (Python >= 3.11)
-# and installs the pinned requirement files into it, again only when they changed. Sets LAB_PYTHON.
+# Sourced by scripts/test and scripts/lab: `lab_venv NAME FILE...` makes REPO/.venv (Python >= 3.11),
+# installs the pinned requirement files into it and then the repo's own packages (pyproject.toml:
+# server, clients, lab), editable, so that `python -m lab` and the tests import them from the working
+# tree; again only when something changed. Sets LAB_PYTHON.
 lab_venv() {
     local name=$1; shift
     local repo; repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -18,12 +20,14 @@ lab_venv() {
             return 2
         }
     fi
-    local wanted; wanted=$(cd "$repo" && cat "$@" requirements/*.txt | sha256sum | cut -d' ' -f1)
+    local wanted; wanted=$(cd "$repo" && cat "$@" requirements/*.txt pyproject.toml | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$repo/.venv/.installed-$name" 2>/dev/null)" != "$wanted" ]; then
         local f
         for f in "$@"; do
             "$repo/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$repo/$f" || return 2
         done
+        "$repo/.venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+            --editable "$repo" || return 2
         echo "$wanted" > "$repo/.venv/.installed-$name"
     fi
     flock -u 9

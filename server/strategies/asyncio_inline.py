@@ -8,7 +8,9 @@ from server.lifecycle import ignore_shutdown_in_tasks
 from server.listener import BACKLOG
 from server.service import RECV_SIZE
 
+NAME = "asyncio"
 USES = set()
+MULTICORE = False
 
 
 def serve(listener, service, compute=None):

@@ -7,7 +7,9 @@ import asyncio
 from server.pool import process_pool
 from server.strategies import asyncio_inline
 
+NAME = "asyncio-pool"
 USES = {"workers", "threshold"}
+MULTICORE = True
 
 
 def serve(listener, service):

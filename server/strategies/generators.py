@@ -6,7 +6,9 @@ from server.listener import accept
 from server.scheduler import Scheduler
 from server.service import RECV_SIZE
 
+NAME = "generators"
 USES = set()
+MULTICORE = False
 
 
 def serve(listener, service):

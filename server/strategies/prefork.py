@@ -5,7 +5,9 @@ No IPC at all, but only N clients are served at once: N long requests lock every
 from server.lifecycle import run_forked
 from server.listener import accept
 
+NAME = "prefork"
 USES = {"workers"}
+MULTICORE = True
 
 
 def serve(listener, service):

@@ -3,7 +3,9 @@ from server.listener import accept
 from server.pool import process_pool
 from server.threads import start_thread
 
+NAME = "process-pool"
 USES = {"workers"}
+MULTICORE = True
 
 
 def serve(listener, service, start_pool=process_pool):

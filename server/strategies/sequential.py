@@ -1,7 +1,9 @@
 """sequential: one client at a time, the article's first listing (C1)."""
 from server.listener import accept
 
+NAME = "sequential"
 USES = set()
+MULTICORE = False
 
 
 def serve(listener, service):

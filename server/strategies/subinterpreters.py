@@ -1,15 +1,19 @@
 """subinterpreters: process-pool's listing with a pool of interpreters in one process (PEP 734).
 
-Each interpreter has its own GIL, so requests compute in parallel without a process each: Python >= 3.14.
+Each interpreter has its own GIL, so requests compute in parallel without a process each.
 """
 import concurrent.futures
+import sys
 
 from server.pool import interpreter_pool
 from server.strategies import process_pool
 
+NAME = "subinterpreters"
 USES = {"workers"}
+MULTICORE = True
+PYTHON_SINCE = (3, 14)  # InterpreterPoolExecutor
 NEEDS = (None if hasattr(concurrent.futures, "InterpreterPoolExecutor")
-         else "Python 3.14 or newer (InterpreterPoolExecutor, PEP 734)")
+         else f"Python {'.'.join(map(str, PYTHON_SINCE))} or newer (InterpreterPoolExecutor, PEP 734)")
 
 
 def serve(listener, service):

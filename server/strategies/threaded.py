@@ -2,7 +2,9 @@
 from server.listener import accept
 from server.threads import start_thread
 
+NAME = "threaded"
 USES = set()
+MULTICORE = True  # it could, but under the GIL it does not (C4, C6)
 
 
 def serve(listener, service):

@@ -3,7 +3,9 @@ from server.listener import accept
 from server.pool import process_pool
 from server.threads import start_thread
 
+NAME = "threshold-pool"
 USES = {"workers", "threshold"}
+MULTICORE = True
 
 
 def serve(listener, service):

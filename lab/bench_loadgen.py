@@ -1,0 +1,294 @@
+"""scripts/bench-loadgen: how fast is the lab's load generator? A benchmark that prints figures; not a test.
+
+Against the lab's echo server (a thread per connection, --handler echo), over the same
+number of connections, the same payload and the same duration, it measures in turn:
+  (a) the article's bare perf2 loop: blocking sockets, one thread per connection, each doing
+      sock.send(payload); sock.recv(100) as fast as it can, all in one process;
+  (b) one Locust worker process running the lab's TCP user (locustfiles/echo.py), driven by a
+      headless master;
+and prints the request rate of each and the ratio b/a. The lab wants b/a >= 0.9, so that what it
+measures is the server and not Locust. A shared machine drifts: every round measures (a) and (b)
+back to back (in alternating order: a b, b a, ...) and the result is the median of the rounds'
+ratios.
+
+With 2 or more CPUs the server runs on the first CPU and both loads on the others (sched_setaffinity),
+as in the lab's compose defaults; the output says which.
+
+(a) counts the requests completed in --duration seconds once every connection is up. (b) runs the
+worker for --duration seconds plus two at each end, and takes the mean of the whole seconds in
+between from the lab's HDR summary (PREFIX_hdr.json, "per_second"), so spawning and stopping do not
+count. Each side's CPU time (user + system) per request, over the same span, comes with it: a
+figure the machine's noise moves far less than the rates, and the ratio b/a would be where the
+load's CPU is the limit.
+"""
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import resource
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from lab import REPO
+from server.strategies import threaded
+
+LOCUSTFILE = REPO / "locustfiles" / "echo.py"
+STARTUP_TIMEOUT_S = 30
+# Locust's run is this much longer than the measurement at each end: the first and the last
+# whole-second buckets are partial (spawning, stopping) and left out.
+LOCUST_MARGIN_S = 2
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(prog="scripts/bench-loadgen", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=4,
+                        help="connections: threads in (a), Locust users in (b) (default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=6.0,
+                        help="seconds measured per run (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each (default: %(default)s)")
+    parser.add_argument("--bytes", type=int, default=2,
+                        help="request size, newline included; the same for (a) and (b) (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0,
+                        help="use the echo server already listening on 127.0.0.1:PORT (default: start one)")
+    parser.add_argument("--python", default=default_python(),
+                        help="the Python that has Locust installed (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    args = parser.parse_args()
+    if args.connections < 1 or args.duration < 2 or args.rounds < 1 or args.bytes < 1:
+        parser.error("--connections, --rounds and --bytes must be >= 1, --duration >= 2")
+    return args
+
+
+def default_python():
+    venv_python = REPO / ".venv" / "bin" / "python"
+    return str(venv_python) if venv_python.exists() else sys.executable
+
+
+def cpu_plan():
+    """(server CPUs, load CPUs, description): split the CPUs this process may use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None, f"only CPU {cpus[0]} available: server and load share it (no pinning)"
+    server, load = {cpus[0]}, set(cpus[1:])
+    return server, load, f"server pinned to CPU {cpus[0]}, loads (a) and (b) to CPU {','.join(map(str, cpus[1:]))}"
+
+
+def pinned_to(cpus):
+    """A preexec_fn that pins the child process to `cpus` (None: leave it alone)."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
+def start_echo_server(cpus):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--strategy", threaded.NAME, "--handler", "echo", "--port", "0", "--quiet"],
+        cwd=REPO, stdout=subprocess.PIPE, preexec_fn=pinned_to(cpus), start_new_session=True)
+    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
+    line = proc.stdout.readline().decode() if ready else ""
+    if not line.startswith("listening on "):
+        stop(proc)
+        sys.exit(f"bench-loadgen: the echo server did not start: {line!r}")
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+def stop(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# ------------------------------------------------------------------------- measuring
+
+class Measurement(NamedTuple):
+    rate: float  # requests per second
+    cpu_us_per_request: float  # the load process's CPU time (user + system) per request
+
+
+def process_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds_of(pid):
+    """utime + stime of another process, from /proc/PID/stat (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSampler(threading.Thread):
+    """A process's CPU time at each whole second of the clock, where Locust's per-second counts begin."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.samples, self.finished = pid, {}, threading.Event()
+
+    def run(self):
+        while True:
+            second = int(time.time()) + 1
+            if self.finished.wait(second - time.time() + 0.002):
+                return
+            try:
+                self.samples[second] = cpu_seconds_of(self.pid)
+            except (FileNotFoundError, ProcessLookupError):
+                return
+
+
+# ------------------------------------------------------------------------- (a) the bare loop
+
+def bare_loop_process(port, connections, duration, payload, cpus, results):
+    """Runs in a child process: one thread per connection, the article's perf2 loop in each."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(connections)]
+    counts = [0] * connections
+    everyone_connected = threading.Barrier(connections + 1)
+
+    def perf2(index):
+        sock = sockets[index]
+        everyone_connected.wait()
+        count, end = 0, time.perf_counter() + duration
+        while time.perf_counter() < end:
+            sock.send(payload)
+            sock.recv(100)
+            count += 1
+        counts[index] = count
+
+    threads = [threading.Thread(target=perf2, args=(index,)) for index in range(connections)]
+    for thread in threads:
+        thread.start()
+    cpu_before = process_cpu_seconds()
+    everyone_connected.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed, cpu = time.perf_counter() - started, process_cpu_seconds() - cpu_before
+    results.put(Measurement(sum(counts) / elapsed, cpu / sum(counts) * 1e6))
+
+
+def measure_bare_loop(args, port, payload, cpus):
+    results = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(
+        target=bare_loop_process, args=(port, args.connections, args.duration, payload, cpus, results))
+    child.start()
+    try:
+        return results.get(timeout=args.duration + STARTUP_TIMEOUT_S)
+    finally:
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+
+
+# ------------------------------------------------------------------------- (b) one Locust worker
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def measure_locust_worker(args, port, cpus, workdir):
+    locust = [args.python, "-m", "locust", "-f", str(LOCUSTFILE), "--echo-bytes", str(args.bytes)]
+    master_port = free_port()
+    prefix = Path(workdir) / f"locust-{time.monotonic_ns()}"
+    run_time = int(args.duration + 2 * LOCUST_MARGIN_S + 0.999)
+    master = subprocess.Popen(
+        [*locust, "--master", "--headless", "--expect-workers", "1", "-u", str(args.connections),
+         "-r", str(args.connections * 100), "-t", f"{run_time}s", "--host", f"tcp://127.0.0.1:{port}",
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+         "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pinned_to(cpus),
+        start_new_session=True)
+    worker = subprocess.Popen(
+        [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port),
+         "--loglevel", "WARNING"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pinned_to(cpus),
+        start_new_session=True)
+    worker_cpu = CpuSampler(worker.pid)
+    worker_cpu.start()
+    try:
+        _, errors = master.communicate(timeout=run_time + STARTUP_TIMEOUT_S)
+        worker.wait(timeout=10)
+    finally:
+        worker_cpu.finished.set()
+        for proc in (master, worker):
+            if proc.poll() is None:
+                stop(proc)
+    summary_path = Path(f"{prefix}_hdr.json")
+    if not summary_path.exists():
+        sys.exit(f"bench-loadgen: Locust wrote no {summary_path.name}; its stderr:\n{errors.decode()[-2000:]}")
+    summary = json.loads(summary_path.read_text())
+    if summary["locust"]["num_failures"]:
+        sys.exit(f"bench-loadgen: Locust reported {summary['locust']['num_failures']} failures")
+    measured = summary["per_second"][1:-1][:int(args.duration)]
+    if not measured:
+        sys.exit("bench-loadgen: Locust completed no request in a whole second")
+    first, last = measured[0][0], measured[-1][0]
+    requests = sum(count for _, count in measured)
+    samples = worker_cpu.samples
+    cpu = samples[last + 1] - samples[first] if first in samples and last + 1 in samples else math.nan
+    return Measurement(requests / len(measured), cpu / requests * 1e6)
+
+
+# ------------------------------------------------------------------------- the run
+
+def main():
+    args = parse_args()
+    payload = b"x" * (args.bytes - 1) + b"\n"
+    server_cpus, load_cpus, pinning = cpu_plan()
+    server = None
+    if args.port:
+        port, pinning = args.port, f"server on 127.0.0.1:{args.port} (not started here, not pinned); " + \
+            (f"loads pinned to CPU {','.join(map(str, sorted(load_cpus)))}" if load_cpus else "loads not pinned")
+    else:
+        server, port = start_echo_server(server_cpus)
+    print(f"bench-loadgen: echo server on 127.0.0.1:{port}; {pinning}")
+    print(f"  {args.connections} connections, {args.bytes}-byte requests, {args.duration:g} s per run, "
+          f"{args.rounds} rounds; Locust from {args.python}", flush=True)
+    bare, locust = [], []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as workdir:
+            for round_number in range(1, args.rounds + 1):
+                order = ("a", "b") if round_number % 2 else ("b", "a")
+                for which in order:
+                    if which == "a":
+                        bare.append(measure_bare_loop(args, port, payload, load_cpus))
+                    else:
+                        locust.append(measure_locust_worker(args, port, load_cpus, workdir))
+                print(f"  round {round_number}: (a) bare loop {bare[-1].rate:6.0f} req/s, "
+                      f"{bare[-1].cpu_us_per_request:4.1f} µs CPU/request   (b) Locust worker "
+                      f"{locust[-1].rate:6.0f} req/s, {locust[-1].cpu_us_per_request:4.1f} µs CPU/request   "
+                      f"b/a {locust[-1].rate / bare[-1].rate:.2f}", flush=True)
+    finally:
+        if server is not None:
+            stop(server)
+    ratios = [b.rate / a.rate for a, b in zip(bare, locust)]
+    ratio = statistics.median(ratios)
+    bare_cpu = statistics.median(a.cpu_us_per_request for a in bare)
+    locust_cpu = statistics.median(b.cpu_us_per_request for b in locust)
+    print(f"median: (a) bare loop {statistics.median(a.rate for a in bare):.0f} req/s, {bare_cpu:.1f} µs CPU/request; "
+          f"(b) one Locust worker {statistics.median(b.rate for b in locust):.0f} req/s, {locust_cpu:.1f} µs CPU/request")
+    print(f"b/a = {ratio:.2f} (median of the rounds' ratios; target >= 0.9); "
+          f"CPU per request a/b = {bare_cpu / locust_cpu:.2f} (the ratio when the load's CPU is the limit)")
+    if args.json:
+        print(json.dumps({"connections": args.connections, "duration_s": args.duration, "bytes": args.bytes,
+                          "pinning": pinning, "bare": [a._asdict() for a in bare],
+                          "locust": [b._asdict() for b in locust], "ratio": ratio,
+                          "cpu_per_request_ratio": bare_cpu / locust_cpu}))
+
+
+if __name__ == "__main__":
+    main()

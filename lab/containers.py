@@ -1,0 +1,208 @@
+"""The containers of one run, through the docker SDK: a private network, one load container that
+runs the clients, and one server container at a time. Load never runs on the server's CPUs.
+
+They are hardened as compose's are, from compose's own definition (lab.compose); the engine's
+default open-file limit (20,000 or more) covers C13's 10,000 connections.
+"""
+import json
+import threading
+import time
+
+import docker
+
+from lab import compose
+from lab.pythons import image as python_image
+from server.protocol import PORT as SERVER_PORT  # every server listens here inside its container
+
+LABEL = "org.concurrency-lab.run"
+READY_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 3
+STATS_INTERVAL_S = 0.5
+# Reads the server's own process (not docker-init) from inside its container.
+SERVER_PROC_STATUS = """
+import json, os
+for pid in os.listdir('/proc'):
+    if pid.isdigit():
+        try:
+            cmd = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
+        except OSError:
+            continue
+        if b'python' in cmd[0] and cmd[1:3] == [b'-m', b'server']:  # not docker-init, whose args hold the same words
+            fields = dict(line.split(':', 1) for line in open(f'/proc/{pid}/status'))
+            print(json.dumps({k: fields[k].split()[0] for k in ('Threads', 'VmRSS', 'VmSize')}))
+            break
+"""
+
+
+class LabError(Exception):
+    """Something the user has to fix (no image, no engine, a CPU the host lacks)."""
+
+
+class Lab:
+    def __init__(self, image, server_cpus, load_cpus):
+        try:
+            self.docker = docker.from_env()
+            self.docker.ping()
+        except docker.errors.DockerException as e:
+            raise LabError(f"cannot reach the Docker Engine: {e}") from None
+        try:
+            self.docker.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise LabError(f"no image {image!r}: build it first with 'docker compose build' "
+                           "(without a registry: BASE_IMAGE=concurrency-lab-base:trixie docker compose build, "
+                           "after scripts/build-offline-base; see docs/docker.md)") from None
+        try:
+            self.hardening, self.load_sysctls = compose.hardening(), compose.load_sysctls()
+        except compose.ComposeError as e:
+            raise LabError(str(e)) from None
+        self.image = image
+        self.server_cpus, self.load_cpus = server_cpus, load_cpus
+        self.run_id = self.name = self.network = self.load = None
+
+    def open(self, run_id):
+        """Use as `with lab.open(run_id):` the run's network and load container exist inside it."""
+        self.run_id, self.name = run_id, f"lab-run-{run_id}"
+        return self
+
+    def __enter__(self):
+        self.close()  # leftovers of an interrupted run with the same id (--resume)
+        try:
+            # internal: the run's containers reach each other and nothing else
+            self.network = self.docker.networks.create(self.name, internal=True, labels={LABEL: self.run_id})
+            self.load = self._run("load", ["sleep", "infinity"], self.load_cpus, sysctls=self.load_sysctls)
+        except BaseException:
+            self.close()  # a load container that could not start must not be left behind
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        for container in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={self.run_id}"}):
+            container.remove(force=True)
+        for network in self.docker.networks.list(filters={"label": f"{LABEL}={self.run_id}"}):
+            network.remove()
+
+    def _run(self, role, command, cpus, python=None, **options):
+        return self.docker.containers.run(
+            python_image(python) if python else self.image, command, name=f"{self.name}-{role}", detach=True,
+            network=self.name, cpuset_cpus=cpus, labels={LABEL: self.run_id}, **self.hardening, **options)
+
+    def server(self, strategy, *args, cpus=None, python=None):
+        return Server(self, strategy, args, cpus or self.server_cpus, python)
+
+    def exec_load(self, argv, timeout, on_line=None, detach=False):
+        """Run argv in the load container, killed after `timeout` s; return (exit code, stdout, stderr).
+        on_line(line) sees every stdout line as it comes; detach=True returns at once."""
+        api = self.docker.api
+        exec_id = api.exec_create(self.load.id, ["timeout", "-s", "KILL", str(int(timeout) + 1),
+                                                 *map(str, argv)])["Id"]
+        if detach:
+            api.exec_start(exec_id, detach=True)
+            return None
+        out, err, partial = [], [], b""
+        for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
+            err.append(stderr or b"")
+            partial += stdout or b""
+            *lines, partial = partial.split(b"\n")
+            for line in lines:
+                out.append(line.decode(errors="replace"))
+                if on_line:
+                    on_line(out[-1])
+        out.append(partial.decode(errors="replace"))
+        return api.exec_inspect(exec_id)["ExitCode"], "\n".join(out), b"".join(err).decode(errors="replace")
+
+    def run_alone(self, python, argv, timeout):
+        """Run argv in a container of its own from one Python's server image, on the load CPUs;
+        return (exit code, stdout, stderr)."""
+        container = self._run(f"py{python}", ["timeout", "-s", "KILL", str(int(timeout) + 1), *map(str, argv)],
+                              self.load_cpus, python)
+        try:
+            code = container.wait(timeout=timeout + 30)["StatusCode"]
+            return (code, container.logs(stderr=False).decode(errors="replace"),
+                    container.logs(stdout=False).decode(errors="replace"))
+        finally:
+            container.remove(force=True)
+
+    def run_client(self, module, *args, timeout, on_line=None, python=None):
+        """Run `python -m clients.MODULE ARGS` in the load container (with python: alone, in that
+        Python's image) and return the JSON record it prints last. on_line(line) sees every stdout
+        line as it comes (to act while a client holds)."""
+        argv = ["python", "-m", f"clients.{module}", *args]
+        if python:
+            code, out, err = self.run_alone(python, argv, timeout)
+        else:
+            code, out, err = self.exec_load(argv, timeout, on_line)
+        records = [line for line in out.splitlines() if line.startswith("{")]
+        if code != 0 or not records:
+            lines = err.strip().splitlines() or out.strip().splitlines() or [""]
+            raise RuntimeError(f"clients.{module} exited {code}: {lines[-1].strip()}")
+        return json.loads(records[-1])
+
+
+class Server:
+    """One strategy's container, pinned, started and ready (a real fib request answered)."""
+
+    def __init__(self, lab, strategy, args, cpus, python=None):
+        self.lab, self.strategy, self.args, self.cpus, self.python = lab, strategy, args, cpus, python
+        self.host, self.port = f"{lab.name}-server", SERVER_PORT
+        self.container = None
+        self.stats = []
+
+    def __enter__(self):
+        command = ["python", "-m", "server", "--strategy", self.strategy, "--host", "0.0.0.0",
+                   "--port", str(self.port), "--quiet", *map(str, self.args)]
+        self.container = self.lab._run("server", command, self.cpus, self.python)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.container.remove(force=True)
+            raise
+        self._stop_sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_stats, daemon=True)
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop_sampling.set()
+        self._sampler.join(timeout=5)
+        self.container.stop(timeout=STOP_TIMEOUT_S)
+        self.container.remove(force=True)
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                # any reply will do (echo servers too); a wrong fib shows up in the experiments
+                self.lab.run_client("request", "--host", self.host, "--port", self.port, "--timeout", 2, "--json",
+                                    "--no-check", 10, timeout=5)
+                return
+            except RuntimeError as e:
+                self.container.reload()
+                if self.container.status != "running":
+                    logs = self.container.logs(tail=5).decode(errors="replace").strip()
+                    raise RuntimeError(f"server {self.strategy} exited: {logs}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server {self.strategy} not ready after {READY_TIMEOUT_S} s: {e}")
+                time.sleep(0.2)
+
+    def _sample_stats(self):
+        """docker stats (one-shot samples, so stopping is immediate) every STATS_INTERVAL_S."""
+        while not self._stop_sampling.wait(STATS_INTERVAL_S):
+            try:
+                sample = self.container.stats(stream=False, one_shot=True)
+            except (docker.errors.APIError, docker.errors.NotFound, ValueError):
+                return
+            self.stats.append({"t": time.time(),
+                               "cpu_total_ns": sample.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage"),
+                               "memory_bytes": sample.get("memory_stats", {}).get("usage")})
+
+    def process_status(self):
+        """Threads, resident and virtual size (KiB) of the server process, read inside its container."""
+        code, out = self.container.exec_run(["python", "-c", SERVER_PROC_STATUS])
+        if code != 0 or not out.strip():
+            raise RuntimeError(f"cannot read the server's /proc status: {out.decode(errors='replace')}")
+        fields = json.loads(out)
+        return {"threads": int(fields["Threads"]), "rss_kib": int(fields["VmRSS"]),
+                "vsz_kib": int(fields["VmSize"])}

@@ -1,0 +1,58 @@
+"""What every figure depends on, recorded with the run."""
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from lab import REPO
+from lab.pythons import image as python_image
+
+
+def describe(lab, settings):
+    info = lab.docker.info()
+    image = lab.docker.images.get(lab.image)
+    pythons = {python: {**image_python(lab, python_image(python)), "image": python_image(python),
+                        "image_id": lab.docker.images.get(python_image(python)).id}
+               for python in settings.get("pythons") or []}
+    return {
+        "python": image_python(lab, lab.image),
+        **({"pythons": pythons} if pythons else {}),
+        "image": {"name": lab.image, "id": image.id},
+        "cpusets": {"server": settings["server_cpus"], "pool": settings["pool_cpus"],
+                    "load": settings["load_cpus"]},
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "host_cpus": info.get("NCPU"),
+        "kernel": platform.release(),
+        "docker": {"server_version": lab.docker.version().get("Version"),
+                   "operating_system": info.get("OperatingSystem")},
+        "lab_commit": _git("rev-parse", "HEAD"),
+        "lab_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "runner_python": platform.python_version(),
+    }
+
+
+def image_python(lab, image):
+    """The Python that an image's servers and clients really run on, and its build."""
+    output = lab.docker.containers.run(image, ["python", "-m", "server.build", "--json"], remove=True,
+                                       network_disabled=True)
+    return json.loads(output)
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git(*args):
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None

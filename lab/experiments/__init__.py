@@ -1,0 +1,124 @@
+"""The experiments: one module each in this package, found here rather than listed by hand.
+
+An experiment module reads like a strategy module: its docstring names the claims it backs, and it
+declares, at module level:
+
+  SIZES                {mode: params}: its sizes in each mode, quick and full
+  cells(mode)          the cells it measures in that mode (lab.experiment.Cell); the plan names the
+                       experiment and the Python, runs it on each Python of the run, and drops the
+                       cells of a strategy that Python cannot run
+  measure(ctx, cell)   the measurements of one cell: a small dict for the record (raw files go
+                       beside it through ctx)
+  figures(m)           the key figures of a cell's measurements, [(name, value, unit)]: stored with
+                       the cell for the report and compare (default: its top-level numbers)
+  report(view)         its section of the report: document blocks, plots among them (optional)
+  ACROSS_PYTHONS       [(header, column(view, python, views))]: its columns in the table across
+                       Pythons (optional)
+  claims               the claims it backs, each a rule function decorated with @claim
+  SUPPORTS             the claims it explains without judging them (optional), e.g. ("C6",)
+  PER_PYTHON = False   for an experiment of the load side, measured once in a run over several Pythons
+
+Experiments run, and their sections read, in the order of the claims they back or support.
+"""
+import pkgutil
+from importlib import import_module
+
+from lab.experiment import Cell, Claim, experiment_name
+from lab.pythons import version_tuple
+from server import strategies as server_strategies
+
+MODES = ("quick", "full")
+REQUIRED = ("SIZES", "cells", "measure")
+_registry = {}
+_found = []
+
+
+def modules():
+    """{name: module} of every experiment, in the order of their claims."""
+    if not _found:
+        for info in pkgutil.iter_modules(__path__):
+            if not info.name.startswith("_"):
+                register(import_module(f"{__name__}.{info.name}"))
+        _found.append(True)
+    return dict(sorted(_registry.items(), key=lambda item: rank(item[1])))
+
+
+def register(module):
+    """Add an experiment module (the registry does so for each module of this package)."""
+    missing = [name for name in REQUIRED if not hasattr(module, name)]
+    if missing:
+        raise TypeError(f"experiment {module.__name__} lacks {', '.join(missing)}")
+    name = experiment_name(module)
+    for claim in claims_of(module):
+        claim.experiment = name
+    _registry[name] = module
+    return module
+
+
+def unregister(module):
+    _registry.pop(experiment_name(module), None)
+
+
+def claims_of(module):
+    return [value for value in vars(module).values() if isinstance(value, Claim)]
+
+
+def claims():
+    """Every claim that an experiment backs, C1 first."""
+    return sorted((claim for module in modules().values() for claim in claims_of(module)),
+                  key=lambda claim: claim.order)
+
+
+def rank(module):
+    """Where an experiment goes: after the first claim it backs, or else after the first it supports."""
+    own = sorted(claim.order for claim in claims_of(module))
+    supported = sorted(Claim(claim_id, "", "", "", None).order for claim_id in getattr(module, "SUPPORTS", ()))
+    return (own or supported or [("~", 0)])[0], not own, experiment_name(module)
+
+
+def figures(cell_record):
+    """[(name, value, unit)] of a stored cell's measurements: its experiment's key figures, or its
+    top-level numbers for an experiment that does not say which (or that this lab does not know)."""
+    module = modules().get(cell_record.get("experiment"))
+    measurements = cell_record.get("measurements") or {}
+    if module is not None and hasattr(module, "figures"):
+        return [list(figure) for figure in module.figures(measurements)]
+    return [[key, value, ""] for key, value in measurements.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+
+
+def plan(mode, strategies=None, experiments=None, pythons=None, versions=None):
+    """The cells of one run, in order.
+
+    strategies, experiments: keep only those (a cell of no strategy always stays).
+    pythons: run the experiments once per Python, the cell ids prefixed ('3.14t/perf1/threaded');
+    an experiment with PER_PYTHON = False runs once, first.
+    versions: {python: (major, minor)} of the servers' Pythons (None: the lab image's). A cell of a
+    strategy that its Python cannot run is left out; a Python of unknown version keeps every cell.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+    versions = dict(versions or {})
+    for python in pythons or []:
+        versions.setdefault(python, version_tuple(python))
+
+    def cells(python, per_python=None):
+        for name, module in modules().items():
+            if experiments and name not in experiments:
+                continue
+            if per_python is not None and getattr(module, "PER_PYTHON", True) != per_python:
+                continue
+            for cell in module.cells(mode):
+                cell.experiment, cell.python = name, python
+                if strategies and cell.strategy and cell.strategy not in strategies:
+                    continue
+                if cell.strategy and not server_strategies.runs_on(cell.strategy, versions.get(python)):
+                    continue
+                yield cell
+
+    if not pythons:
+        return list(cells(None))
+    return [*cells(None, False), *(cell for python in pythons for cell in cells(python, True))]
+
+
+__all__ = ["Cell", "MODES", "claims", "figures", "modules", "plan", "register", "unregister"]

@@ -1,0 +1,209 @@
+"""convoy: perf2's rate before and while a long request runs (C6 on threaded, C8 on a process pool, C9 on a
+threshold pool).
+
+perf2 asks fib(1) as fast as it can; after a delay, another client asks one long fib(n). Under the GIL
+perf2's thread advances about once per switch interval while fib(n) runs, and its rate collapses (C6).
+A process pool costs every short request its trip to a worker, but a long request no longer drops the
+rate (C8); a threshold pool keeps the short requests inline and fast (C9).
+"""
+import math
+import statistics
+import time
+
+from lab import plots
+from lab.document import Heading, Paragraph
+from lab.experiment import Cell, NotRun, claim, experiment_name, pct, rate, target
+from lab.pythons import version_tuple
+from server.strategies import runs_on
+from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, subinterpreters,
+                               threaded, threshold_pool)
+
+SIZES = {"quick": dict(perf2_s=2.5, long_n=34, long_delay_s=0.8, interval_s=0.1),
+         "full": dict(perf2_s=8.0, long_n=37, long_delay_s=2.0, interval_s=0.1)}
+STRATEGIES = {"quick": [threaded, process_pool, threshold_pool, asyncio_pool, subinterpreters],
+              "full": [threaded, process_pool, threshold_pool, prefork, asyncio_inline, generators, asyncio_pool,
+                       subinterpreters]}
+STEADY = 0.3  # a rate that drops no more than this while the long request runs holds up
+
+
+def cells(mode):
+    return [Cell(strategy=s, params=SIZES[mode], estimate_s=estimate_s(SIZES[mode])) for s in STRATEGIES[mode]]
+
+
+def estimate_s(size):
+    return size["perf2_s"] + 2
+
+
+def measure(ctx, cell):
+    p = cell.params
+    extra = ["--switch-interval", p["switch_interval_s"]] if "switch_interval_s" in p else []
+    with ctx.server(cell, *extra) as server:
+
+        def long_request():
+            time.sleep(p["long_delay_s"])
+            return ctx.client(cell, "long_request", "request", *target(server), p["long_n"], timeout=600)
+
+        long = ctx.in_background(long_request)
+        perf2 = ctx.client(cell, "perf2", "perf2", *target(server), "--interval", p["interval_s"],
+                           "--duration", p["perf2_s"], timeout=p["perf2_s"] + 60)
+        long = long.join()
+    return {**rates(perf2, long["started_at"], long["ended_at"]), "long_n": p["long_n"],
+            "long_s": long["elapsed_s"], "switch_interval_s": p.get("switch_interval_s")}
+
+
+def rates(perf2, long_start, long_end):
+    """Mean rate in the whole buckets before the long request (the first one is warm-up) and in
+    those wholly inside it; drop = 1 - during / before."""
+    width = perf2["interval_s"]
+    buckets = perf2["buckets"][1:]
+    before = [count for start, count in buckets if start + width <= long_start]
+    during = [count for start, count in buckets if start >= long_start and start + width <= long_end]
+    rate_before = statistics.fmean(before) / width if before else None
+    rate_during = statistics.fmean(during) / width if during else None
+    drop = 1 - rate_during / rate_before if rate_before and rate_during is not None else None
+    return {"rate_before_per_s": rate_before, "rate_during_per_s": rate_during, "drop": drop,
+            "long_started_at": long_start, "long_ended_at": long_end, "buckets_during": len(during)}
+
+
+def figures(m):
+    return [("perf2 before", m["rate_before_per_s"], "req/s"), ("perf2 during", m["rate_during_per_s"], "req/s"),
+            ("drop", m["drop"], "%"), ("long request", m.get("long_s"), "s")]
+
+
+def text(m):
+    """'2,035 req/s -> 160 req/s during fib(34) (-92.1%)'"""
+    change = "" if m["drop"] is None else f" ({-m['drop'] * 100:+.1f}%)"
+    return f"{rate(m['rate_before_per_s'])} -> {rate(m['rate_during_per_s'])} during fib({m['long_n']}){change}"
+
+
+def measured_rates(measured, *strategies, of=None):
+    """The convoy measurements whose before-rate was measured (it is None when no whole bucket preceded
+    the long request, e.g. a delay shorter than two buckets): such a cell gives no verdict."""
+    found = [measured(strategy, of=of) for strategy in strategies]
+    for strategy, m in zip(strategies, found):
+        if not m["rate_before_per_s"]:
+            label = Cell(experiment_name(of or __name__), strategy).label
+            raise NotRun(f"{label} measured no perf2 rate before the long request")
+    return found
+
+
+@claim("C6", f"perf2 on the {threaded.NAME} server drops > 99% while a long request runs.",
+       article="~22k -> ~100 req/s",
+       rule=f"reproduced if {threaded.NAME}'s perf2 rate drops >= 90% while the long request runs")
+def c6(measured):
+    (m,) = measured_rates(measured, threaded)
+    return text(m), m["drop"] is not None and m["drop"] >= 0.9
+
+
+@claim("C8", "A process pool costs short requests ~95% of their rate, but a long request no longer drops it.",
+       article="~22k -> ~1.3k req/s, steady",
+       rule=f"reproduced if {process_pool.NAME}'s perf2 rate is >= 50% below {threaded.NAME}'s and drops "
+            f"<= {STEADY:.0%} during the long request")
+def c8(measured):
+    pool, threads = measured_rates(measured, process_pool, threaded)
+    cost = 1 - pool["rate_before_per_s"] / threads["rate_before_per_s"]
+    steady = pool["drop"] is not None and pool["drop"] <= STEADY
+    return (f"{rate(pool['rate_before_per_s'])} vs {threaded.NAME} {rate(threads['rate_before_per_s'])} "
+            f"({pct(cost)} lower); during the long request: {text(pool)}", cost >= 0.5 and steady)
+
+
+@claim("C9", "A threshold pool keeps short requests fast while long ones run elsewhere.", article="implied",
+       rule=f"reproduced if {threshold_pool.NAME} keeps >= 50% of {threaded.NAME}'s rate and drops "
+            f"<= {STEADY:.0%} during the long request")
+def c9(measured):
+    pool, threads = measured_rates(measured, threshold_pool, threaded)
+    share = pool["rate_before_per_s"] / threads["rate_before_per_s"]
+    steady = pool["drop"] is not None and pool["drop"] <= STEADY
+    return f"{pct(share)} of {threaded.NAME}'s rate; {text(pool)}", share >= 0.5 and steady
+
+
+def report(view):
+    return [
+        Heading("perf2 over time, with the long request shaded (C6, C8, C9)"),
+        Paragraph("perf2 sends fib(1) as fast as it can; each bar is one bucket's rate. The shaded band is the "
+                  "long fib(n) request from another client. The first bucket is warm-up and is not in the means."),
+        plots.figure("perf2_over_time", "perf2 rate over time per strategy",
+                     rate_over_time(view, view.cells(__name__), "perf2 rate over time, per strategy")),
+    ]
+
+
+def rate_over_time(view, cells, title):
+    """perf2's rate in each bucket, one subplot per convoy cell, with the long request shaded."""
+
+    def draw():
+        plt = plots.pyplot()
+        if not cells:
+            fig, ax = plt.subplots(figsize=(plots.WIDTH_IN, 2))
+            plots.say(ax, f"{title}: not run")
+            return fig
+        fig, axes = plt.subplots(len(cells), 1, figsize=(plots.WIDTH_IN, 1.9 * len(cells) + 0.6), sharex=True,
+                                 squeeze=False)
+        fig.suptitle(title)
+        for ax, cell in zip(axes[:, 0], cells):
+            m = view.measurements(cell)
+            perf2 = view.raw(cell, "perf2.json") if m else None
+            if m is None or not perf2 or not perf2.get("buckets"):
+                ax.set_title(cell.label, fontsize="medium", loc="left")
+                plots.say(ax, plots.absent(view, cell) if m is None else "no raw perf2.json for this cell")
+                continue
+            start = perf2.get("started_at") or perf2["buckets"][0][0]
+            edges, bucket_rates = rates_per_bucket(perf2, start)
+            ax.stairs(bucket_rates, edges, color=plots.BEFORE, fill=True, alpha=0.6, label="perf2 rate")
+            ax.axvspan(m["long_started_at"] - start, m["long_ended_at"] - start, color=plots.LONG, alpha=0.35,
+                       label=f"fib({m['long_n']}) running")
+            if m["rate_before_per_s"] is not None:
+                ax.axhline(m["rate_before_per_s"], color=plots.BEFORE, linestyle="--", linewidth=1,
+                           label="mean before")
+            ax.set_title(f"{cell.label}: {text(m)}", fontsize="medium", loc="left")
+            ax.set_ylabel("req/s")
+            ax.set_ylim(bottom=0)
+        width = next((cell.params.get("interval_s") for cell in cells if cell.params.get("interval_s")), math.nan)
+        axes[-1, 0].set_xlabel(f"seconds since perf2 started (buckets of {width:g} s)")
+        handles = next((ax.get_legend_handles_labels() for ax in axes[:, 0] if ax.get_legend_handles_labels()[0]),
+                       None)
+        if handles:
+            axes[0, 0].legend(*handles, loc="upper right", fontsize="small")
+        return fig
+
+    return plots.plot(view, cells, draw)
+
+
+def rates_per_bucket(perf2, start):
+    """(edges, rates) of perf2's buckets, time relative to start. The last bucket may be cut short by
+    the end of the run, so its rate is over the part that ran."""
+    width = perf2["interval_s"]
+    ended = perf2.get("ended_at")
+    edges, bucket_rates = [], []
+    for bucket_start, count in perf2["buckets"]:
+        ran = min(width, ended - bucket_start) if ended and ended > bucket_start else width
+        edges.append(bucket_start - start)
+        bucket_rates.append(count / ran)
+    edges.append(edges[-1] + width)
+    return edges, bucket_rates
+
+
+def during_long_request(strategy):
+    """A column across Pythons: the strategy's rate before and during the long request."""
+
+    def column(view, python, views):
+        m = view.measurements(view.find(__name__, strategy))
+        return text(m) if m and m["drop"] is not None else "not run"
+
+    return column
+
+
+def interpreters_vs_processes(view, python, views):
+    """C8's IPC cost with interpreters instead of processes: the two pools' perf2 rates."""
+    if python[:1].isdigit() and not runs_on(subinterpreters, version_tuple(python)):
+        return f"needs {'.'.join(map(str, subinterpreters.PYTHON_SINCE))}"
+    interpreters = view.measurements(view.find(__name__, subinterpreters))
+    processes = view.measurements(view.find(__name__, process_pool))
+    if not interpreters or not processes:
+        return "not run"
+    a, b = interpreters["rate_before_per_s"], processes["rate_before_per_s"]
+    return f"{rate(a)} vs {rate(b)} (x{a / b:.2f})" if a and b else "not measured"
+
+
+ACROSS_PYTHONS = [(f"C6: {threaded.NAME}'s perf2 during a long request", during_long_request(threaded)),
+                  (f"C8: perf2, {subinterpreters.NAME} vs {process_pool.NAME}", interpreters_vs_processes),
+                  (f"{asyncio_pool.NAME} during a long request", during_long_request(asyncio_pool))]

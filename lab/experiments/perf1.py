@@ -1,0 +1,176 @@
+"""perf1: the article's latency test, one client and then two at once (C4 on threaded, C7 on a process pool).
+
+Under the GIL two clients share one CPU's worth of Python, so each waits twice as long (C4); with a
+process pool and two CPUs the second client no longer doubles the latency (C7). Locust's perf1
+scenario drives it (through the running lab's master when it is up, the room watching), or the clients.
+"""
+import math
+import statistics
+
+from lab import plots
+from lab.cpusets import parse_cpuset
+from lab.document import Heading, Paragraph
+from lab.experiment import REPRODUCED, Cell, NotRun, claim, target
+from server.strategies import asyncio_inline, prefork, process_pool, threaded, threshold_pool
+
+SIZES = {"quick": dict(n=27, duration_s=2.0), "full": dict(n=30, duration_s=6.0)}
+STRATEGIES = {"quick": [threaded, process_pool],
+              "full": [threaded, process_pool, threshold_pool, prefork, asyncio_inline]}
+DOUBLED = 1.5  # a latency ratio nearer 2 (doubled) than 1 (unchanged)
+
+
+def cells(mode):
+    size = SIZES[mode]
+    return [Cell(strategy=s, params=size, estimate_s=2 * size["duration_s"] + 3) for s in STRATEGIES[mode]]
+
+
+def measure(ctx, cell):
+    if ctx.locust:
+        return measure_with_locust(ctx, cell)
+    args = ["--n", cell.params["n"], "--duration", cell.params["duration_s"]]
+    timeout = cell.params["duration_s"] + 60
+    with ctx.server(cell) as server:
+        warm_up(ctx, cell, server)
+        one = ctx.client(cell, "one_client", "perf1", *target(server), *args, timeout=timeout)
+        two = [ctx.in_background(ctx.client, cell, f"two_clients_{i}", "perf1", *target(server), *args,
+                                 timeout=timeout) for i in (1, 2)]
+        two = [t.join() for t in two]
+    together = while_both_ran(two)
+    two_mean = statistics.fmean(together)
+    return {"n": cell.params["n"], "one_client_mean_s": one["mean_s"], "two_clients_mean_s": two_mean,
+            "ratio": two_mean / one["mean_s"], "samples": one["count"] + len(together), "load": "clients"}
+
+
+def while_both_ran(records):
+    """The latencies of the requests made while both clients were running: two clients never start
+    at the same moment (each is its own docker exec), and a request made alone is no 2-client sample."""
+    start = max(r["started_at"] for r in records)
+    end = min(r["ended_at"] for r in records)
+    samples = [latency for r in records for latency, sent in zip(r["latencies_s"], r["sent_at"])
+               if sent >= start and sent + latency <= end]
+    if len(samples) < 4:
+        raise RuntimeError(f"the two perf1 clients ran together for too short a time ({max(end - start, 0):.2f} s)")
+    return samples
+
+
+def warm_up(ctx, cell, server):
+    """A fresh server's first requests are slow; they must not inflate the 1-client baseline."""
+    ctx.client(cell, "warm_up", "perf1", *target(server), "--n", cell.params["n"], "--count", 10, timeout=60)
+
+
+def measure_with_locust(ctx, cell):
+    """Locust's perf1 scenario: 1 user, then 2 users (users = clients)."""
+    p = cell.params
+    with ctx.server(cell) as server:
+        warm_up(ctx, cell, server)
+        runs = {users: ctx.locust.run("perf1", server, users, p["duration_s"], perf1_n=p["n"]) for users in (1, 2)}
+    ctx.run.save_raw(cell.id, "locust.json", {"load": ctx.locust.mode, "retried": getattr(ctx.locust, "retried", 0),
+                                              "runs": {f"{users}_users": {"mean_s": mean, "requests": count}
+                                                       for users, (mean, count) in runs.items()}})
+    (one, one_count), (two, two_count) = runs[1], runs[2]
+    return {"n": p["n"], "one_client_mean_s": one, "two_clients_mean_s": two, "ratio": two / one,
+            "samples": one_count + two_count, "load": ctx.locust.mode}
+
+
+def figures(m):
+    return [("1-client mean", m["one_client_mean_s"], "s"), ("2-client mean", m["two_clients_mean_s"], "s"),
+            ("2/1 latency ratio", m["ratio"], "x")]
+
+
+def ratio_text(measured, strategy):
+    c = measured(strategy)
+    return c["ratio"], (f"perf1 fib({c['n']}): {c['one_client_mean_s'] * 1000:.1f} ms with 1 client, "
+                        f"{c['two_clients_mean_s'] * 1000:.1f} ms with 2 (x{c['ratio']:.2f})")
+
+
+@claim("C4", f"A 2nd perf1 client doubles each client's latency on the {threaded.NAME} server (GIL).",
+       article="0.6 s -> 1.3 s (x2.2)",
+       rule=f"reproduced if the 2-client / 1-client mean latency ratio on {threaded.NAME} is >= {DOUBLED} "
+            "(nearer 2 than 1)")
+def c4(measured):
+    ratio, text = ratio_text(measured, threaded)
+    return text, ratio >= DOUBLED
+
+
+@claim("C7", "With a process pool, a 2nd perf1 client no longer doubles latency.", article="qualitative",
+       rule=f"reproduced if the ratio on {process_pool.NAME} with >= 2 CPUs is < {DOUBLED} (nearer 1 than 2)")
+def c7(measured):
+    cpus = measured.settings.get("pool_cpus", "")
+    try:
+        enough = len(parse_cpuset(cpus)) >= 2
+    except ValueError:
+        enough = False
+    if not enough:
+        raise NotRun(f"the pool had CPUs {cpus!r}; C7 needs 2 or more (--pool-cpus)")
+    ratio, text = ratio_text(measured, process_pool)
+    return text + f" on CPUs {cpus}", ratio < DOUBLED
+
+
+def report(view):
+    return [
+        Heading("perf1: latency with 1 vs 2 clients (C4, C7)"),
+        Paragraph("perf1 asks for fib(n) in a loop and times each reply: first alone, then with a second perf1 "
+                  "at once. ×ratio is the 2-client mean over the 1-client mean: near 2 when the two share one "
+                  "CPU (the GIL), near 1 when they run in parallel."),
+        plots.figure("perf1", "perf1 mean latency, 1 vs 2 clients, per strategy", latency_plot(view)),
+    ]
+
+
+def latency_plot(view):
+    """Mean latency alone and with a second client at once, per strategy."""
+    cells = view.cells(__name__)
+    found = [view.measurements(cell) for cell in cells]
+
+    def draw():
+        fig, ax = plots.pyplot().subplots(figsize=(plots.WIDTH_IN, 4))
+        ax.set_title("perf1: mean latency with 1 client, then with 2 clients at once")
+        if not any(found):
+            plots.say(ax, "perf1: not run")
+            return fig
+        x = range(len(cells))
+        one = [m["one_client_mean_s"] * 1000 if m else math.nan for m in found]
+        two = [m["two_clients_mean_s"] * 1000 if m else math.nan for m in found]
+        ax.bar([i - 0.2 for i in x], one, 0.4, color=plots.BEFORE, label="1 client")
+        ax.bar([i + 0.2 for i in x], two, 0.4, color=plots.DURING, label="2 clients (mean of both)")
+        for i, (cell, m) in enumerate(zip(cells, found)):
+            if m:
+                ax.annotate(f"×{m['ratio']:.2f}", (i, max(one[i], two[i])), textcoords="offset points",
+                            xytext=(0, 4), ha="center")
+            else:
+                plots.say_at(ax, i, plots.absent(view, cell))
+        ax.set_xticks(list(x), [plots.short(cell) for cell in cells])
+        ax.set_xlim(-0.6, len(cells) - 0.4)
+        ax.set_ylabel("mean latency (ms)")
+        ax.margins(y=0.15)
+        ax.legend(loc="upper left", bbox_to_anchor=(1, 1))  # outside, clear of the bars and their ratios
+        return fig
+
+    return plots.plot(view, cells, draw)
+
+
+def doubles(view, python, views):
+    """C4 across Pythons: the ratio, and what the run's own verdict said of it."""
+    m = view.measurements(view.find(__name__, threaded))
+    if not m:
+        return "not run"
+    verdict = next((row["verdict"] for row in view.verdicts() if row["id"] == c4.id), None)
+    said = {None: "", REPRODUCED: ": doubles"}.get(verdict, ": does not double")
+    return f"x{m['ratio']:.2f} on CPUs {view.settings.get('pool_cpus')}{said}"
+
+
+def single_thread(view, python, views):
+    """perf1's 1-client latency on threaded, and for a free-threaded build its ratio to the GIL build."""
+    m = view.measurements(view.find(__name__, threaded))
+    if not m:
+        return "not run"
+    text = f"{m['one_client_mean_s'] * 1000:.1f} ms for fib({m['n']})"
+    gil_build = python.rstrip("t")
+    if python.endswith("t") and len(views) > 1:
+        other = views[gil_build].measurements(views[gil_build].find(__name__, threaded)) if gil_build in views else None
+        text += (f", x{m['one_client_mean_s'] / other['one_client_mean_s']:.2f} of {gil_build}'s" if other
+                 else f" (run {gil_build} too for the cost next to the GIL build)")
+    return text
+
+
+ACROSS_PYTHONS = [(f"C4: perf1 on {threaded.NAME}, 2 clients / 1", doubles),
+                  ("1 thread: perf1 latency, 1 client", single_thread)]

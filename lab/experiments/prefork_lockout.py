@@ -1,0 +1,49 @@
+"""prefork_lockout: prefork answers fast (no IPC), but N long requests lock a new client out (C10)."""
+import statistics
+import time
+
+from lab.cpusets import parse_cpuset
+from lab.experiment import Cell, claim, pct, rate, target
+from lab.experiments import convoy, loopback_floor
+from server.strategies import prefork, threaded
+
+SIZES = {"quick": dict(long_n=36, perf2_s=1.0), "full": dict(long_n=36, perf2_s=1.0)}
+
+
+def cells(mode):
+    return [Cell(strategy=prefork, params=SIZES[mode], estimate_s=6)]
+
+
+def measure(ctx, cell):
+    p = cell.params
+    with ctx.server(cell) as server:
+        perf2 = ctx.client(cell, "perf2", "perf2", *target(server), "--duration", p["perf2_s"], timeout=60)
+        workers = len(parse_cpuset(ctx.settings["pool_cpus"]))
+        longs = [ctx.in_background(ctx.client, cell, f"long_{i}", "request", *target(server), p["long_n"],
+                                   timeout=600) for i in range(workers)]
+        time.sleep(0.3)  # every child is computing now
+        late = ctx.client(cell, "late_client", "request", *target(server), 1, timeout=600)
+        longs = [t.join() for t in longs]
+    first_free = min(r["ended_at"] for r in longs)
+    return {"workers": workers, "rate_per_s": perf2["rate_per_s"], "late_wait_s": late["elapsed_s"],
+            "long_s": statistics.fmean(r["elapsed_s"] for r in longs),
+            "late_reply_after_first_free_s": late["ended_at"] - first_free}
+
+
+def figures(m):
+    return [("perf2", m["rate_per_s"], "req/s"), ("late client's wait", m["late_wait_s"], "s")]
+
+
+@claim("C10", "Prefork has no IPC cost but serves only N at once: N long requests lock everyone out.",
+       article="qualitative",
+       rule=f"reproduced if {prefork.NAME}'s perf2 rate is >= 50% of {threaded.NAME}'s (no IPC cost) and a new "
+            "client's reply waits for a child to be free (0.1 s slack)")
+def c10(measured):
+    c = measured(prefork)
+    (threads,) = convoy.measured_rates(measured, threaded, of=convoy)
+    floor = measured(of=loopback_floor)["rate_per_s"]
+    late = c["late_reply_after_first_free_s"]
+    share = c["rate_per_s"] / threads["rate_before_per_s"]
+    return (f"perf2 {rate(c['rate_per_s'])}, {pct(share)} of {threaded.NAME}'s (loopback floor {rate(floor)}); "
+            f"with {c['workers']} long requests running, a new client waited {c['late_wait_s']:.2f} s "
+            f"(reply {late:+.2f} s after the first child was free)", late >= -0.1 and share >= 0.5)

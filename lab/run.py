@@ -1,0 +1,266 @@
+"""lab run: reproduce the article's claims on real, CPU-pinned containers, and store the run.
+
+It plans the cells (lab.experiments), measures each one, and after each saves its measurements and
+the verdicts they give to results/<UTC-timestamp>-<id>/results.json, raw files beside it.
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+import docker
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from lab import REPO, across_pythons, claims, environment, experiments, pythons
+from lab.containers import Lab, LabError
+from lab.cpusets import parse_cpuset
+from lab.document import Heading, Paragraph, Table, to_terminal
+from lab.experiment import Cell, Context
+from lab.locust_load import HeadlessLocust, LiveLocust
+from lab.store import Run
+from server import strategies
+
+PROG = "lab run"
+console = Console(stderr=True)
+
+
+def dotenv(name):
+    """A setting from the environment, else from the repo's .env (the one compose reads)."""
+    if os.environ.get(name):
+        return os.environ[name]
+    try:
+        for line in (REPO / ".env").read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == name and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def parse_args(argv):
+    cpus = sorted(os.sched_getaffinity(0))
+    multicore = ", ".join(name for name, module in strategies.ALL.items() if module.MULTICORE)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Reproduce the article's claims (C1-C13) on real, CPU-pinned containers of the lab "
+        "image, and write results/<UTC-timestamp>-<id>/results.json with the raw files beside it; the "
+        "record and its verdicts are saved after every cell. Then: scripts/lab report RUN_DIR.",
+        epilog="Ctrl-C keeps every finished cell and marks the run incomplete; --resume RUN_DIR finishes it. "
+        "'scripts/lab experiments' lists the experiments and what each measures.")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller n and shorter runs: the whole plan in about 80 s on 2 cores "
+                        "(default: the full mode, the article's sizes where they fit, about 5 min)")
+    parser.add_argument("--plan", action="store_true",
+                        help="print the cells this run would measure, with their estimated seconds, and exit "
+                        "without running anything")
+    parser.add_argument("--strategies", type=csv_list(list(strategies.ALL)),
+                        help="only cells of these strategies, comma-separated (cells of no strategy still run): "
+                        + ", ".join(strategies.ALL))
+    parser.add_argument("--experiments", type=csv_list(list(experiments.modules())),
+                        help="only these experiments, comma-separated: " + ", ".join(experiments.modules()))
+    parser.add_argument("--server-cpus", default=dotenv("LAB_SERVER_CPUS") or "0",
+                        help="CPUs of the single-process servers (default: LAB_SERVER_CPUS in .env, or %(default)s)")
+    parser.add_argument("--pool-cpus", default=dotenv("LAB_POOL_CPUS") or f"{cpus[0]}-{cpus[-1]}",
+                        help=f"CPUs of the strategies that could use more than one: {multicore} (whether they "
+                        "do is what C4, C6 and C7 show; C7 needs 2 or more) (default: LAB_POOL_CPUS, or every "
+                        "CPU: %(default)s)")
+    parser.add_argument("--load-cpus", default=dotenv("LAB_LOAD_CPUS") or (str(cpus[1]) if len(cpus) > 1 else "0"),
+                        help="CPUs of the load container that runs the clients (default: LAB_LOAD_CPUS, or %(default)s)")
+    parser.add_argument("--load", choices=["auto", "clients", "locust"], default="auto",
+                        help="what drives the perf1 cells (C4, C7). auto (default) and locust: Locust's perf1 "
+                        "scenario, through the running compose lab's master if it is up (the room watches in "
+                        "its UI), else headless with distributed workers in the load container. clients: "
+                        "clients.perf1. The other cells need sub-second timing and always use the clients.")
+    parser.add_argument("--python", dest="pythons", type=csv_list(pythons.versions()),
+                        help="run the servers and the GIL and memory experiments on each of these Pythons, "
+                        "comma-separated: " + ", ".join(pythons.versions()) + " (t: free-threaded). Each "
+                        "runs in its image concurrency-lab-server:VERSION, built first by "
+                        "scripts/build-python-image if missing; the load stays on the lab image, so that "
+                        "only the server's Python changes (default: the lab image's Python for all)")
+    parser.add_argument("--image", default=os.environ.get("LAB_IMAGE", "concurrency-lab:latest"),
+                        help="the lab image (default: %(default)s; build it with docker compose build)")
+    parser.add_argument("--results", default=str(REPO / "results"), help="where run directories go (default: results/)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="finish an incomplete run, with its own settings and plan")
+    args = parser.parse_args(argv)
+    for option in ("server_cpus", "pool_cpus", "load_cpus"):
+        try:
+            parse_cpuset(getattr(args, option))
+        except ValueError as e:
+            parser.error(f"--{option.replace('_', '-')}: {e}")
+    return args
+
+
+def csv_list(known):
+    def parse(text):
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        unknown = [item for item in items if item not in known]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"unknown: {', '.join(unknown) or repr(text)} (choose from {', '.join(known)})")
+        return items
+    return parse
+
+
+def check_cpus(settings, host_cpus):
+    for role in ("server", "pool", "load"):
+        cpus = parse_cpuset(settings[f"{role}_cpus"])
+        missing = sorted(c for c in cpus if c >= host_cpus)
+        if missing:
+            raise LabError(f"--{role}-cpus {settings[f'{role}_cpus']}: the Docker host has no CPU "
+                           f"{', '.join(map(str, missing))} (it has 0-{host_cpus - 1})")
+
+
+def settings_of(args):
+    return {"mode": "quick" if args.quick else "full", "strategies": args.strategies,
+            "experiments": args.experiments, "server_cpus": args.server_cpus, "pool_cpus": args.pool_cpus,
+            "load_cpus": args.load_cpus, "image": args.image, "load": args.load, "pythons": args.pythons}
+
+
+def plan(settings, lab_python):
+    """The run's cells; lab_python: the lab image's Python version ('3.13.5'), None if unknown."""
+    versions = {None: pythons.version_tuple(lab_python) if lab_python else None}
+    return experiments.plan(settings["mode"], settings["strategies"], settings["experiments"],
+                            settings.get("pythons"), versions)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: keep what is done
+    try:
+        run = Run.load(args.resume) if args.resume else None
+        if args.plan:
+            return print_plan(settings_of(args)) if run is None else print_plan(run.record["settings"],
+                                                                                stored_plan(run), run.done)
+        settings = run.record["settings"] if run else settings_of(args)
+        lab = Lab(settings["image"], settings["server_cpus"], settings["load_cpus"])
+        check_cpus(settings, lab.docker.info()["NCPU"])
+        build_python_images(settings.get("pythons"))
+        if run is None:
+            env = environment.describe(lab, settings)
+            run = Run.create(args.results, settings, env, plan(settings, env["python"]["version"]))
+        else:
+            run.record["planned"] = [cell.fields() for cell in stored_plan(run)]
+    except (LabError, ValueError) as e:
+        console.print(f"{PROG}: {e}", markup=False, highlight=False, style="red")
+        return 2
+    cells = stored_plan(run)
+    console.print(f"run {run.id}: {len(cells)} cells, {settings['mode']} mode, servers on CPUs "
+                  f"{settings['server_cpus']}, pools on {settings['pool_cpus']}, load on {settings['load_cpus']}")
+    interrupted = False
+    try:
+        with lab.open(run.id):
+            run_cells(Context(lab, run, settings, choose_load(lab, settings)), cells)
+    except KeyboardInterrupt:
+        interrupted = True
+    except docker.errors.DockerException as e:  # the engine itself failed; cells done so far are kept
+        console.print(f"{PROG}: Docker failed: {e}", markup=False, style="red")
+    complete = all(run.done(cell.id) for cell in cells)
+    run.finish("complete" if complete else "incomplete")
+    summary = [Heading(f"claims, run {run.id} ({run.record['status']})"), Paragraph(claims.counts(run.record["claims"])),
+               claims.table(run.record["claims"], brief=True)]
+    if settings.get("pythons"):
+        summary += [Heading("across Pythons and builds"), across_pythons.table(run)]
+    to_terminal(summary, console)
+    # paths never wrap, so that they can be copied
+    console.print(f"results: {run.dir / 'results.json'}", soft_wrap=True)
+    if not complete:
+        console.print(f"[yellow]incomplete: finish it with  scripts/lab run --resume {run.dir}[/yellow]", soft_wrap=True)
+        return 130 if interrupted else 1
+    console.print(f"report: scripts/lab report {run.dir}", soft_wrap=True)
+    return 0
+
+
+def stored_plan(run):
+    """The cells a run planned; for a record from before plans were stored, today's plan of its settings."""
+    if run.record.get("planned") is None:
+        return plan(run.record["settings"], run.record["environment"].get("python", {}).get("version"))
+    return [Cell.from_record(fields) for fields in run.record["planned"]]
+
+
+def print_plan(settings, cells=None, done=lambda cell_id: False):
+    """The plan as a table; without a stored plan, today's for these settings and the lab image's Python."""
+    note = None
+    if cells is None:
+        lab_python = image_python_version(settings["image"])
+        if lab_python is None:
+            note = (f"The lab image {settings['image']} could not be asked for its Python (no Docker Engine or no "
+                    "image), so cells of strategies that not every Python can run are listed too.")
+        cells = plan(settings, lab_python)
+    rows = [[cell.id, f"{cell.estimate_s:g} s", "done" if done(cell.id) else ""] for cell in cells]
+    blocks = [Heading(f"{len(cells)} cells, {settings['mode']} mode, about "
+                      f"{sum(cell.estimate_s for cell in cells if not done(cell.id)):.0f} s of measuring to do"),
+              Table(["cell", "estimate", ""], rows)]
+    if note:
+        blocks.append(Paragraph(note, warning=True))
+    to_terminal(blocks, Console())
+    return 0
+
+
+def image_python_version(image):
+    """The Python version of the lab image ('3.13.5'), or None if Docker cannot say."""
+    try:
+        output = docker.from_env().containers.run(image, ["python", "-m", "server.build", "--json"], remove=True,
+                                                  network_disabled=True)
+    except docker.errors.DockerException:
+        return None
+    return json.loads(output)["version"]
+
+
+def build_python_images(versions):
+    """Each Python's server image, from today's code, by scripts/build-python-image (seconds when
+    cached; the first free-threaded build compiles CPython, a few minutes)."""
+    if not versions:
+        return
+    console.print(f"building the server images of Python {', '.join(versions)}")
+    if subprocess.run([str(REPO / "scripts" / "build-python-image"), *versions], stdout=sys.stderr).returncode != 0:
+        raise LabError(f"scripts/build-python-image {' '.join(versions)} failed (its messages are above)")
+
+
+def choose_load(lab, settings):
+    """The perf1 cells' load: a running lab's Locust master, headless Locust, or None (the clients)."""
+    wanted = settings.get("load", "clients")
+    live = LiveLocust.find(lab.docker) if wanted in ("auto", "locust") else None
+    if live:
+        console.print(f"load: the running lab's Locust master, {live.url} (watch the perf1 cells there)")
+        return live
+    if wanted in ("auto", "locust"):
+        console.print("load: headless Locust, a master and workers in the load container (no running lab's "
+                      "Locust master found)")
+        return HeadlessLocust(lab)
+    console.print("load: the clients (--load clients)")
+    return None
+
+
+def run_cells(ctx, cells):
+    run = ctx.run
+    todo = [cell for cell in cells if not run.done(cell.id)]
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[done]}/{task.fields[of]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    modules = experiments.modules()
+    with Progress(*columns, console=console) as progress:
+        # Progress is measured in estimated seconds, so the ETA weighs long cells properly.
+        task = progress.add_task("", total=sum(c.estimate_s for c in todo), done=0, of=len(todo))
+        for i, cell in enumerate(todo):
+            progress.update(task, description=cell.id)
+            started = time.time()
+            try:
+                measurements = modules[cell.experiment].measure(ctx, cell)
+                result = {"status": "ok", "measurements": measurements, "error": None}
+                result["figures"] = experiments.figures({**cell.fields(), **result})
+            except Exception as e:  # a failed cell is a result too; the run goes on
+                result = {"status": "failed", "measurements": None, "error": f"{type(e).__name__}: {e}",
+                          "traceback": traceback.format_exc()}
+            run.save_cell(cell, {"started_at": started, "ended_at": time.time(), **result}, claims.judge)
+            mark = "[green]ok[/green]" if result["status"] == "ok" else f"[red]failed: {escape(result['error'])}[/red]"
+            progress.console.print(f"{cell.id}: {mark} ({time.time() - started:.1f} s)")
+            progress.update(task, advance=cell.estimate_s, done=i + 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

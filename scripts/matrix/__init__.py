@@ -1,1 +1,0 @@
-"""The experiment runner: containers, experiments, the results store and the claims' verdicts."""

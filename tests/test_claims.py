@@ -1,0 +1,178 @@
+"""Every claim's rule on stored fixture records, with no Docker: the verdicts the lab gave before its
+runner became a package, and each rule's four outcomes (reproduced, not reproduced, not run, a failed
+cell)."""
+import copy
+import json
+
+import pytest
+
+from lab import claims, experiments
+from lab.experiment import NOT_REPRODUCED, NOT_RUN, REPRODUCED
+from lab.record import verdict_label
+from lab.store import Run
+from conftest import REPO
+
+pytestmark = pytest.mark.fast
+DATA = REPO / "tests" / "data"
+# A real quick run made by the runner of commit 839e45e, the last before lab/ (scripts/matrix then).
+BEFORE = DATA / "20261128T060108Z-9cc47d"
+# An older real quick run, judged by rules that have changed since: verdicts-839e45e.json holds the
+# verdicts that 839e45e's rules give its measurements.
+OLDER = DATA / "20261124T222621Z-ead345"
+# A real quick run made by lab/ (schema 2: its plan, figures and rule versions stored).
+NOW = DATA / "20261128T061650Z-806362"
+
+
+def rows_as_before(rows):
+    """Verdict rows in the shape the runner stored before lab/: id, claim, article, measured, verdict, rule."""
+    return [{"id": verdict_label(row), "claim": row["text"], "article": row["article"], "measured": row["measured"],
+             "verdict": row["verdict"], "rule": row["rule"]} for row in rows]
+
+
+def test_a_run_made_before_the_package_gets_the_same_verdicts_from_its_rules():
+    record = Run.load(BEFORE).record
+    stored = json.loads((BEFORE / "results.json").read_text())["claims"]  # as the old runner wrote them
+    assert rows_as_before(claims.judge(record)) == stored
+
+
+def test_an_older_run_gets_the_verdicts_that_the_rules_before_the_package_gave_it():
+    before = json.loads((OLDER / "verdicts-839e45e.json").read_text())["claims"]
+    assert rows_as_before(claims.judge(Run.load(OLDER).record)) == before
+
+
+def test_a_run_of_the_package_stores_the_verdicts_its_rules_give():
+    record = Run.load(NOW).record
+    assert claims.judge(record) == record["claims"]
+    assert all(row["rule_version"] == 1 and row["cells"] for row in record["claims"])
+
+
+def verdicts(record):
+    return {row["id"]: row for row in claims.judge(record)}
+
+
+def changed(record, cell_id, **values):
+    record = copy.deepcopy(record)
+    record["cells"][cell_id]["measurements"].update(values)
+    return record
+
+
+# For each claim, the measurements that reproduce it and those that do not, set on the NOW fixture.
+def c1(record, ok):
+    return changed(record, "one_at_a_time/sequential", second_reply_after_first_close_s=0.05 if ok else -0.5)
+
+
+def c2(record, ok):
+    return changed(record, "echo_clients/threaded", clients=50, served=50 if ok else 49)
+
+
+def c3(record, ok):
+    return changed(record, "fib/threaded", seconds={"10": 0.001, "32": 0.5 if ok else 0.005})
+
+
+def c4(record, ok):
+    return changed(record, "perf1/threaded", ratio=2.0 if ok else 1.1)
+
+
+def c5(record, ok):
+    return changed(record, "gil_stall", call_s=0.5, longest_gap_s=0.5 if ok else 0.05, control_longest_gap_s=0.01)
+
+
+def c6(record, ok):
+    return changed(record, "convoy/threaded", drop=0.99 if ok else 0.5)
+
+
+def c7(record, ok):
+    return changed(record, "perf1/process-pool", ratio=1.0 if ok else 2.0)
+
+
+def c8(record, ok):
+    threaded = record["cells"]["convoy/threaded"]["measurements"]["rate_before_per_s"]
+    return changed(record, "convoy/process-pool", rate_before_per_s=threaded * (0.1 if ok else 0.9), drop=0.0)
+
+
+def c9(record, ok):
+    threaded = record["cells"]["convoy/threaded"]["measurements"]["rate_before_per_s"]
+    return changed(record, "convoy/threshold-pool", rate_before_per_s=threaded, drop=0.0 if ok else 0.9)
+
+
+def c10(record, ok):
+    threaded = record["cells"]["convoy/threaded"]["measurements"]["rate_before_per_s"]
+    return changed(record, "prefork_lockout/prefork", rate_per_s=threaded, late_reply_after_first_free_s=0.0 if ok else -1)
+
+
+def c11(record, ok):
+    variants = [{"stack_size_kib": None, "vm_size_per_thread_kib": 8200, "vm_rss_per_thread_kib": 16},
+                {"stack_size_kib": 256, "vm_size_per_thread_kib": 300 if ok else 8000, "vm_rss_per_thread_kib": 16}]
+    return changed(record, "thread_memory", variants=variants)
+
+
+def c12(record, ok):
+    probes = [{"stack_size_kib": None, "kind": "c", "depth": 20000, "outcome": "crashed" if ok else "recursion-error"}]
+    return changed(record, "recursion_depth", probes=probes, recursion_limit=1000)
+
+
+def c13(record, ok):
+    return changed(record, "idle_connections/threaded", threads_per_connection=1.0 if ok else 0.0)
+
+
+OUTCOMES = {"C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5, "C6": c6, "C7": c7, "C8": c8, "C9": c9, "C10": c10,
+            "C11": c11, "C12": c12, "C13": c13}
+
+
+def test_every_claim_has_its_outcomes_tested_here():
+    assert sorted(OUTCOMES, key=lambda i: int(i[1:])) == [claim.id for claim in experiments.claims()]
+
+
+@pytest.fixture(scope="module")
+def now():
+    return Run.load(NOW).record
+
+
+@pytest.mark.parametrize("claim_id", OUTCOMES)
+def test_a_rule_reproduces_or_not_by_its_measurements(now, claim_id):
+    reproduced = verdicts(OUTCOMES[claim_id](now, True))[claim_id]
+    not_reproduced = verdicts(OUTCOMES[claim_id](now, False))[claim_id]
+    assert reproduced["verdict"] == REPRODUCED, reproduced
+    assert not_reproduced["verdict"] == NOT_REPRODUCED, not_reproduced
+    assert reproduced["measured"] != not_reproduced["measured"]  # the text says what was measured
+
+
+@pytest.mark.parametrize("claim_id", OUTCOMES)
+def test_a_rule_is_not_run_without_each_cell_it_reads_and_when_one_failed(now, claim_id):
+    record = OUTCOMES[claim_id](now, True)
+    read = verdicts(record)[claim_id]["cells"]
+    assert read
+    for cell_id in read:
+        missing = copy.deepcopy(record)
+        del missing["cells"][cell_id]
+        row = verdicts(missing)[claim_id]
+        assert (row["verdict"], row["measured"]) == (NOT_RUN, f"{cell_id} was not run")
+        failed = copy.deepcopy(record)
+        failed["cells"][cell_id].update(status="failed", measurements=None, error="RuntimeError: gone")
+        row = verdicts(failed)[claim_id]
+        assert (row["verdict"], row["measured"]) == (NOT_RUN, f"{cell_id} failed")
+
+
+def test_c7_is_not_run_with_a_single_pool_cpu(now):
+    record = c7(now, True)
+    record["settings"]["pool_cpus"] = "1"
+    row = verdicts(record)["C7"]
+    assert row["verdict"] == NOT_RUN and "C7 needs 2 or more" in row["measured"]
+
+
+def test_a_run_over_several_pythons_is_judged_per_python(now):
+    record = copy.deepcopy(now)
+    record["settings"]["pythons"] = ["3.13", "3.13t"]
+    shared = {cell_id: cell for cell_id, cell in record["cells"].items() if cell["python"] is None
+              and cell["experiment"] == "loopback_floor"}
+    cells = dict(shared)
+    for python, ratio in (("3.13", 2.0), ("3.13t", 0.95)):
+        for cell_id, cell in record["cells"].items():
+            if cell_id not in shared:
+                cells[f"{python}/{cell_id}"] = {**copy.deepcopy(cell), "python": python}
+        cells[f"{python}/perf1/threaded"]["measurements"]["ratio"] = ratio
+    record["cells"] = cells
+    rows = {verdict_label(row): row for row in claims.judge(record)}
+    assert len(rows) == 2 * len(experiments.claims())
+    assert rows["C4 on 3.13"]["verdict"] == REPRODUCED and rows["C4 on 3.13t"]["verdict"] == NOT_REPRODUCED
+    assert rows["C10 on 3.13t"]["cells"][-1] == "loopback_floor"  # the shared cell, read by every Python
