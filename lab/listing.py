@@ -18,7 +18,7 @@ def summary(module):
 
 
 def cells_text(name, mode):
-    """'threaded, process-pool; n=27, duration_s=2.0': the cells of a mode and the sizes they share."""
+    """The cells of a mode (their strategies or variants) and the sizes they share: '...; n=27, duration_s=2.0'."""
     cells = experiments.plan(mode, experiments=[name])
     shown = ", ".join(cell.variant or cell.strategy or "one cell" for cell in cells)
     shared = {key: value for key, value in cells[0].params.items() if all(c.params.get(key) == value for c in cells)}

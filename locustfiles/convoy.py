@@ -2,8 +2,8 @@
 
 -u N runs N-1 perf2 users (fib(--perf2-n) as fast as possible) and exactly one LongRequestUser,
 which waits --convoy-delay seconds, asks fib(--convoy-n) once, and then idles. Against the threaded
-server the perf2 rate collapses while the long request runs (C6); against process-pool it is low
-but steady (C8); against threshold-pool it stays high (C9).
+server the perf2 rate collapses while the long request runs (C6); against a process pool it is low
+but steady (C8); against a threshold pool it stays high (C9).
 
 Besides the lab's HDR files, the master (or a local run) writes the timeline a runner plots:
   PREFIX_convoy.json  the long request (name, started_at, ended_at, succeeded, epoch seconds), the

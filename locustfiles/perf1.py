@@ -1,7 +1,7 @@
 """perf1: fib(30) in a loop, the article's latency test (claims C4, C7).
 
 Each user is one client on one connection, so -u is the number of clients: compare the latency of
--u 1 with -u 2 against the threaded server (C4: it doubles) and against process-pool (C7: it does
+-u 1 with -u 2 against the threaded server (C4: it doubles) and against a process pool (C7: it does
 not). Closed loop by default; --rate R makes every user send R requests per second on a fixed
 schedule (open loop), latency counted from each request's intended start. n: --perf1-n (default 30).
 

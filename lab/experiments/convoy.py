@@ -14,9 +14,8 @@ from lab import plots
 from lab.document import Heading, Paragraph
 from lab.experiment import Cell, NotRun, claim, experiment_name, pct, rate, target
 from lab.pythons import version_tuple
-from server.strategies import runs_on
-from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, subinterpreters,
-                               threaded, threshold_pool)
+from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, runs_on,
+                               subinterpreters, threaded, threshold_pool)
 
 SIZES = {"quick": dict(perf2_s=2.5, long_n=34, long_delay_s=0.8, interval_s=0.1),
          "full": dict(perf2_s=8.0, long_n=37, long_delay_s=2.0, interval_s=0.1)}

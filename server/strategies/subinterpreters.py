@@ -1,4 +1,4 @@
-"""subinterpreters: process-pool's listing with a pool of interpreters in one process (PEP 734).
+"""subinterpreters: the process pool's listing with a pool of interpreters in one process (PEP 734).
 
 Each interpreter has its own GIL, so requests compute in parallel without a process each.
 """
