@@ -132,6 +132,7 @@ def class_attribute(css_class):
 
 def to_terminal(blocks, console):
     """The blocks on a rich Console: headings as rules, tables as rich tables, coloured by class."""
+    from rich.markup import escape  # rich only where a terminal is written to
     from rich.table import Table as RichTable
 
     for block in blocks:
@@ -150,8 +151,3 @@ def to_terminal(blocks, console):
             console.print(table)
         elif isinstance(block, Image):
             console.print(f"[{block.caption}: {block.path}]", markup=False)
-
-
-def escape(text):
-    from rich.markup import escape as rich_escape
-    return rich_escape(text)

@@ -12,11 +12,11 @@ from lab.pythons import image as python_image
 def describe(lab, settings):
     info = lab.docker.info()
     image = lab.docker.images.get(lab.image)
-    pythons = {python: {**image_python(lab, python_image(python)), "image": python_image(python),
+    pythons = {python: {**image_python(lab.docker, python_image(python)), "image": python_image(python),
                         "image_id": lab.docker.images.get(python_image(python)).id}
                for python in settings.get("pythons") or []}
     return {
-        "python": image_python(lab, lab.image),
+        "python": image_python(lab.docker, lab.image),
         **({"pythons": pythons} if pythons else {}),
         "image": {"name": lab.image, "id": image.id},
         "cpusets": {"server": settings["server_cpus"], "pool": settings["pool_cpus"],
@@ -33,9 +33,9 @@ def describe(lab, settings):
     }
 
 
-def image_python(lab, image):
+def image_python(client, image):
     """The Python that an image's servers and clients really run on, and its build."""
-    output = lab.docker.containers.run(image, ["python", "-m", "server.build", "--json"], remove=True,
+    output = client.containers.run(image, ["python", "-m", "server.build", "--json"], remove=True,
                                        network_disabled=True)
     return json.loads(output)
 

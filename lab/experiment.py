@@ -66,9 +66,7 @@ class Claim:
 
     @property
     def order(self):
-        """C2 before C10."""
-        digits = "".join(c for c in self.id if c.isdigit())
-        return (self.id.rstrip("0123456789"), int(digits) if digits else 0)
+        return claim_order(self.id)
 
     def judge(self, measured):
         """The verdict row of this claim, from a Measured view of one Python's cells."""
@@ -80,6 +78,12 @@ class Claim:
         return {"id": self.id, "python": measured.python, "text": self.text, "article": self.article,
                 "measured": text, "verdict": verdict, "rule": self.rule_text, "rule_version": self.version,
                 "cells": list(dict.fromkeys(measured.read))}
+
+
+def claim_order(claim_id):
+    """The sort key of a claim id: C2 before C10."""
+    digits = "".join(c for c in claim_id if c.isdigit())
+    return (claim_id.rstrip("0123456789"), int(digits) if digits else 0)
 
 
 def claim(claim_id, text, *, article, rule, version=1):
@@ -107,8 +111,12 @@ class Measured:
         self.cells, self.settings, self.experiment, self.python = cells, settings, experiment, python
         self.read = []
 
+    def label(self, strategy=None, *, of=None, variant=None):
+        """The label of the cell that measured(...) with the same arguments reads: 'convoy/threaded'."""
+        return Cell(experiment_name(of or self.experiment), strategy, variant).label
+
     def __call__(self, strategy=None, *, of=None, variant=None):
-        label = Cell(experiment_name(of or self.experiment), strategy, variant).label
+        label = self.label(strategy, of=of, variant=variant)
         self.read.append(label)
         cell = self.cells.get(label)
         if not cell or cell.get("status") != "ok":

@@ -4,7 +4,6 @@ It plans the cells (lab.experiments), measures each one, and after each saves it
 the verdicts they give to results/<UTC-timestamp>-<id>/results.json, raw files beside it.
 """
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -144,12 +143,11 @@ def main(argv=None):
         if run is None:
             env = environment.describe(lab, settings)
             run = Run.create(args.results, settings, env, plan(settings, env["python"]["version"]))
-        else:
-            run.record["planned"] = [cell.fields() for cell in stored_plan(run)]
     except (LabError, ValueError) as e:
         console.print(f"{PROG}: {e}", markup=False, highlight=False, style="red")
         return 2
     cells = stored_plan(run)
+    run.record["planned"] = [cell.fields() for cell in cells]  # a record from before plans were stored gets one
     console.print(f"run {run.id}: {len(cells)} cells, {settings['mode']} mode, servers on CPUs "
                   f"{settings['server_cpus']}, pools on {settings['pool_cpus']}, load on {settings['load_cpus']}")
     interrupted = False
@@ -205,11 +203,9 @@ def print_plan(settings, cells=None, done=lambda cell_id: False):
 def image_python_version(image):
     """The Python version of the lab image ('3.13.5'), or None if Docker cannot say."""
     try:
-        output = docker.from_env().containers.run(image, ["python", "-m", "server.build", "--json"], remove=True,
-                                                  network_disabled=True)
+        return environment.image_python(docker.from_env(), image)["version"]
     except docker.errors.DockerException:
         return None
-    return json.loads(output)["version"]
 
 
 def build_python_images(versions):

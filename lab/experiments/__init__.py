@@ -23,7 +23,7 @@ Experiments run, and their sections read, in the order of the claims they back o
 import pkgutil
 from importlib import import_module
 
-from lab.experiment import Cell, Claim, experiment_name
+from lab.experiment import Cell, Claim, claim_order, experiment_name
 from lab.pythons import version_tuple
 from server import strategies as server_strategies
 
@@ -72,7 +72,7 @@ def claims():
 def rank(module):
     """Where an experiment goes: after the first claim it backs, or else after the first it supports."""
     own = sorted(claim.order for claim in claims_of(module))
-    supported = sorted(Claim(claim_id, "", "", "", None).order for claim_id in getattr(module, "SUPPORTS", ()))
+    supported = sorted(claim_order(claim_id) for claim_id in getattr(module, "SUPPORTS", ()))
     return (own or supported or [("~", 0)])[0], not own, experiment_name(module)
 
 

@@ -12,7 +12,7 @@ import time
 
 from lab import plots
 from lab.document import Heading, Paragraph
-from lab.experiment import Cell, NotRun, claim, experiment_name, pct, rate, target
+from lab.experiment import Cell, NotRun, claim, pct, rate, target
 from lab.pythons import version_tuple
 from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, runs_on,
                                subinterpreters, threaded, threshold_pool)
@@ -81,8 +81,7 @@ def measured_rates(measured, *strategies, of=None):
     found = [measured(strategy, of=of) for strategy in strategies]
     for strategy, m in zip(strategies, found):
         if not m["rate_before_per_s"]:
-            label = Cell(experiment_name(of or __name__), strategy).label
-            raise NotRun(f"{label} measured no perf2 rate before the long request")
+            raise NotRun(f"{measured.label(strategy, of=of)} measured no perf2 rate before the long request")
     return found
 
 
