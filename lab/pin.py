@@ -6,8 +6,8 @@
   scripts/lab pin --help
 
 A re-pin is live (docker update --cpuset-cpus) and lasts until the container is
-recreated; to make it stick, set LAB_SERVER_CPUS / LAB_LOAD_CPUS in .env and
-run `docker compose up -d`. Pool and prefork servers size themselves from their
+recreated; to make it stick, set LAB_SERVER_CPUS / LAB_POOL_CPUS / LAB_LOAD_CPUS
+in .env and run `docker compose up -d`. Pool and prefork servers size themselves from their
 CPUs at start, so restart such a server to resize it after a re-pin.
 """
 

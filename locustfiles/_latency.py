@@ -41,6 +41,7 @@ LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
 SIGNIFICANT_FIGURES = 3
 REPORT_KEY = "lab_hdr"
+SECONDS_KEY = "lab_seconds"
 # Percentiles in the JSON summary: (key, percentile).
 SUMMARY_PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
 HGRM_UNIT_RATIO = 1000.0  # recorded in µs, written in ms
@@ -48,6 +49,8 @@ HGRM_UNIT_RATIO = 1000.0  # recorded in µs, written in ms
 logger = logging.getLogger(__name__)
 # Other modules (the convoy timeline) add writers here: fn(environment, prefix) -> [paths written].
 results_writers = []
+# The master's (or a local run's) RunResults, once Locust has started: the Lab view reads it live.
+run_results = None
 
 
 def new_histogram():
@@ -55,20 +58,30 @@ def new_histogram():
 
 
 class LatencyRecorder:
-    """Response times per request name.
+    """Response times per request name, and each name's requests in every second.
 
     The request listener only counts each microsecond value in a dict: a Python record_value()
     costs microseconds, a dict increment tens of nanoseconds, and a run has far fewer distinct
     values than requests. The counts go into the histograms, value by value with their count,
     whenever the histograms are shipped or written.
+
+    per_second: {name: {second (epoch, when the reply came): [requests, sum of their µs, failures]}},
+    Locust's own per-second counts, unsmoothed, with the time they took beside them.
     """
 
     def __init__(self):
         self.pending = defaultdict(lambda: defaultdict(int))
         self.histograms = {}
+        self.per_second = defaultdict(lambda: defaultdict(new_second))
 
-    def on_request(self, name, response_time, **_):
-        self.pending[name][int(response_time * 1000.0 + 0.5)] += 1
+    def on_request(self, name, response_time, exception=None, **_):
+        value_us = int(response_time * 1000.0 + 0.5)
+        self.pending[name][value_us] += 1
+        row = self.per_second[name][int(time.time())]
+        row[0] += 1
+        row[1] += value_us
+        if exception is not None:
+            row[2] += 1
 
     def flush(self):
         for name, counts in self.pending.items():
@@ -83,22 +96,35 @@ class LatencyRecorder:
     def reset(self):
         self.pending.clear()
         self.histograms = {}
+        self.per_second.clear()
 
     def take_encoded(self):
         """What was recorded since the last call, encoded per name; the recorder starts afresh."""
         encoded = {name: histogram.encode() for name, histogram in self.flush().items()
                    if histogram.get_total_count()}
         self.histograms = {}
-        return encoded
+        seconds = {name: [[second, *row] for second, row in rows.items()] for name, rows in self.per_second.items()}
+        self.per_second.clear()
+        return encoded, seconds
 
-    def add_encoded(self, encoded):
-        """Add histograms shipped by take_encoded(); return how many requests they hold."""
+    def add_encoded(self, encoded, seconds=None):
+        """Add what take_encoded() shipped; return how many requests its histograms hold."""
         added = 0
         for name, blob in encoded.items():
             histogram = HdrHistogram.decode(blob)
             self.histograms.setdefault(name, new_histogram()).add(histogram)
             added += histogram.get_total_count()
+        for name, rows in (seconds or {}).items():
+            mine = self.per_second[name]
+            for second, *row in rows:
+                total = mine[second]
+                for i, value in enumerate(row):
+                    total[i] += value
         return added
+
+
+def new_second():
+    return [0, 0, 0]
 
 
 def summary(histogram):
@@ -149,7 +175,7 @@ class RunResults:
     def on_worker_report(self, client_id, data):
         if REPORT_KEY not in data:
             return
-        self.requests_per_worker[client_id] += self.recorder.add_encoded(data[REPORT_KEY])
+        self.requests_per_worker[client_id] += self.recorder.add_encoded(data[REPORT_KEY], data.get(SECONDS_KEY))
         # Reports that come in after the stop (a worker's last samples) update the files.
         if self.started_at is not None and self.environment.runner.state in (STATE_STOPPING, STATE_STOPPED):
             self.write()
@@ -203,9 +229,10 @@ class RunResults:
 
 
 def ship_recorded(recorder, data):
-    encoded = recorder.take_encoded()
+    encoded, seconds = recorder.take_encoded()
     if encoded:  # most reports of an idle worker carry nothing
         data[REPORT_KEY] = encoded
+        data[SECONDS_KEY] = seconds
 
 
 @events.init.add_listener
@@ -229,7 +256,8 @@ def install(environment, **_):
         environment.events.report_to_master.add_listener(
             lambda client_id, data: ship_recorded(recorder, data))
         return
-    results = RunResults(environment, recorder)
+    global run_results
+    results = run_results = RunResults(environment, recorder)
     environment.events.test_start.add_listener(results.on_test_start)
     environment.events.test_stop.add_listener(results.write)
     environment.events.quitting.add_listener(results.write)

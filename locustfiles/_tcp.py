@@ -282,13 +282,17 @@ class TcpUser(User):
     def request_for(self, options):
         raise NotImplementedError
 
+    def target(self, options):
+        """The server this user asks, as tcp://NAME:PORT: Locust's host (the UI's Host field)."""
+        return self.host
+
     def on_start(self):
         options = self.environment.parsed_options
         if options.rate < 0:
             raise ValueError(f"--rate must be >= 0, got {options.rate}")
         self.request_name, self.payload, self.expected_reply = self.request_for(options)
         timeout = max(options.request_timeout, self.min_request_timeout_s)
-        self.client = TcpClient(self.host, self.environment.events.request, timeout)
+        self.client = TcpClient(self.target(options), self.environment.events.request, timeout)
         self.pacing = OpenLoop(options.rate) if options.rate else ClosedLoop()
 
     def on_stop(self):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pkgutil
 import signal
 import socket
 import statistics
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+import clients
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("perf1", "perf2", "request", "gil_stall", "thread_memory", "recursion_depth")
 
@@ -28,7 +31,8 @@ CLIENT_TIMEOUT_S = 60
 
 
 def client_command(tool: str, *args) -> list[str]:
-    return [sys.executable, "-m", f"clients.{tool}", *map(str, args)]
+    """The command of clients.TOOL, or with tool None of `python -m clients` (compose's clients service)."""
+    return [sys.executable, "-m", f"clients.{tool}" if tool else "clients", *map(str, args)]
 
 
 def pinned_to(cpus: set[int] | None):
@@ -407,3 +411,26 @@ def test_loopback_floor_measures_a_rate():
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout.splitlines()[-1])
     assert record["total"] > 100 and abs(record["rate_per_s"] - record["total"] / record["duration_s"]) < 1e-6
+
+
+# ---------------------------------------------------------------- python -m clients NAME SERVICE (compose's clients service)
+
+
+def test_python_m_clients_runs_a_client_against_the_named_host(fib_server):
+    result = run_client(None, "request", fib_server.host, 20, "--port", fib_server.port)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "6765"
+
+
+@pytest.mark.parametrize("args", [[], ["nope", "x"], ["gil_stall", "x"], ["perf2"], ["perf2", "--duration", 1],
+                                  ["request", "localhost", "20", "--bogus"], ["perf2", "localhost", "--duration", -1]])
+def test_python_m_clients_refuses_bad_arguments_in_one_line(args):
+    assert_one_line_error(run_client(None, *args), 2, "error:")
+
+
+def test_python_m_clients_offers_exactly_the_clients_that_take_a_host():
+    from clients.__main__ import NETWORK_CLIENTS
+
+    tools = [info.name for info in pkgutil.iter_modules(clients.__path__) if info.name not in ("common", "__main__")]
+    assert sorted(NETWORK_CLIENTS) == sorted(tool for tool in tools if "--host" in run_client(tool, "--help").stdout)
+    assert "perf2" in run_client(None, "--help").stdout

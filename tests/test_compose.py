@@ -14,163 +14,44 @@ docker call has a time limit, so the module's setup is bounded.
 
 import json
 import os
-import random
 import socket
-import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 import uuid
 
 import pytest
 
+from compose_lab import built, lab, lab_env, server_services  # noqa: F401 (the fixtures)
 from conftest import LAB_IMAGE as IMAGE, OFFLINE_BASE, REPO, clean_env, run
-from lab import compose as lab_compose
 from lab.containers import Lab as RunnerLab
 from lab.cpusets import parse_cpuset as parse_cpus
-from lab.pin import PROBE
 from lab.pythons import version_tuple
 from server import strategies
 
 LOAD_SERVICES = ["locust-master", "locust-worker"]
+CLIENTS = "clients"                    # the article's clients in the lab's network, profile tools
+LIVE_DIR = "/app/results/live"         # the master's one writable path, a named volume
 LAB_UID = 10001
 pytestmark = pytest.mark.docker
 
-UP_TIMEOUT_S = 240         # up --wait; about 20 s here
 DOWN_LIMIT_S = 10.0        # the issue's limit for `docker compose down`
-
-
-def port_free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def server_services():
-    """{strategy: service} of compose.yaml's servers, by the --strategy each runs."""
-    return lab_compose.server_services()
-
-
-def choose_port_prefix():
-    """'2500' (ports 25001-2500N) when free, else another prefix whose N ports are free."""
-    rng = random.Random()
-    count = len(server_services())
-    for prefix in ["2500"] + [str(p) for p in rng.sample(range(2510, 6500), 60)]:
-        if all(port_free(int(f"{prefix}{i}")) for i in range(1, count + 1)):
-            return prefix
-    pytest.fail(f"no free block of {count} host ports found for the lab", pytrace=False)
-
-
-def choose_port(preferred):
-    if port_free(preferred):
-        return preferred
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Lab:
-    def __init__(self, project, env, prefix, ui_port, base, base_reason, ncpu):
-        self.project, self.env, self.prefix, self.ui_port = project, env, prefix, ui_port
-        self.base, self.base_reason, self.ncpu = base, base_reason, ncpu
-        self.build_seconds = None
-        self.build_output = ""
-
-    def compose(self, *args, timeout, check=True):
-        cmd = ["docker", "compose", "--project-directory", str(REPO), "-f", str(REPO / "compose.yaml"),
-               "-p", self.project, *args]
-        return run(cmd, timeout, env=self.env, check=check)
-
-    def containers(self):
-        ids = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"],
-                  30, check=True).stdout.split()
-        if not ids:
-            return []
-        return json.loads(run(["docker", "inspect", *ids], 30, check=True).stdout)
-
-    def by_service(self):
-        found = {}
-        for c in self.containers():
-            found.setdefault(c["Config"]["Labels"]["com.docker.compose.service"], []).append(c)
-        return found
-
-    def probe(self, container_id):
-        out = run(["docker", "exec", container_id, "python", "-c", PROBE], 60, check=True).stdout
-        return json.loads(out.strip().splitlines()[-1])
-
-    def ui(self, path, data=None, timeout=10):
-        url = f"http://127.0.0.1:{self.ui_port}{path}"
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        with urllib.request.urlopen(url, data=body, timeout=timeout) as resp:
-            return json.loads(resp.read().decode())
-
-    def diagnostics(self):
-        ps = self.compose("ps", "-a", timeout=60, check=False)
-        logs = self.compose("logs", "--no-color", "--tail", "25", timeout=60, check=False)
-        return f"{ps.stdout}\n{ps.stderr}\n{logs.stdout[-6000:]}"
-
-    def teardown(self):
-        self.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=180, check=False)
-        left = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"],
-                   30).stdout.split()
-        if left:
-            run(["docker", "rm", "-f", *left], 120)
-        nets = run(["docker", "network", "ls", "-q", "--filter",
-                    f"label=com.docker.compose.project={self.project}"], 30).stdout.split()
-        if nets:
-            run(["docker", "network", "rm", *nets], 60)
-
-
-@pytest.fixture(scope="module")
-def lab_env(docker_engine, lab_image):
-    """A unique project on free ports, with the base image chosen for this machine."""
-    ncpu = docker_engine
-    base, reason = lab_image.base, lab_image.base_reason
-    prefix, ui_port, master_port = choose_port_prefix(), choose_port(8089), choose_port(5557)
-    env = clean_env()
-    env.update(BASE_IMAGE=base, LAB_PORT_PREFIX=prefix, LAB_UI_PORT=str(ui_port), LAB_MASTER_PORT=str(master_port),
-               LAB_BIND="127.0.0.1")
-    if ncpu < 2:  # the .env defaults (servers on 0, load on 1) need two CPUs
-        env.update(LAB_SERVER_CPUS="0", LAB_LOAD_CPUS="0")
-    project = f"labtest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    lab = Lab(project, env, prefix, ui_port, base, reason, ncpu)
-    yield lab
-    lab.teardown()
-
-
-@pytest.fixture(scope="module")
-def built(lab_env, lab_image):
-    """The image, built once per session by conftest's lab_image (the same `docker compose build`)."""
-    lab_env.build_seconds, lab_env.build_output = lab_image.build_seconds, lab_image.build_output
-    return lab_env
-
-
-@pytest.fixture(scope="module")
-def lab(built):
-    lab = built
-    proc = lab.compose("up", "-d", "--no-build", "--wait", "--wait-timeout", str(UP_TIMEOUT_S - 30),
-                       timeout=UP_TIMEOUT_S, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"`docker compose up --wait` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n"
-                    f"{lab.diagnostics()}", pytrace=False)
-    return lab
 
 
 # --- the configuration ------------------------------------------------------------------------
 
 def test_compose_config_is_valid_with_safe_defaults(docker_engine):
     """`docker compose config` accepts the file; with the .env defaults every service is hardened,
-    published on 127.0.0.1 only, pinned as documented, and Locust waits for healthy servers."""
+    published on 127.0.0.1 only, pinned as documented, and Locust waits for healthy servers. The
+    clients service is there only with its profile (tools), so `up` does not start it."""
     env = clean_env()
     run(["docker", "compose", "config", "-q"], 60, env=env, check=True)
-    cfg = json.loads(run(["docker", "compose", "config", "--format", "json"], 60, env=env, check=True).stdout)
+    plain = json.loads(run(["docker", "compose", "config", "--format", "json"], 60, env=env, check=True).stdout)
+    cfg = json.loads(run(["docker", "compose", "--profile", "tools", "config", "--format", "json"], 60, env=env,
+                         check=True).stdout)
     services = cfg["services"]
     server_names = sorted(server_services().values())
-    assert sorted(services) == sorted(server_names + LOAD_SERVICES)
+    assert sorted(plain["services"]) == sorted(server_names + LOAD_SERVICES)
+    assert sorted(services) == sorted(server_names + LOAD_SERVICES + [CLIENTS])
     assert [s for s in services if "build" in services[s]] == ["server-sequential"], "the image is built once"
     assert len({services[s]["image"] for s in services}) == 1, "one lab image for every service"
     for name, svc in services.items():
@@ -182,11 +63,13 @@ def test_compose_config_is_valid_with_safe_defaults(docker_engine):
         assert any(t.startswith("/tmp") for t in svc["tmpfs"]), name
         for port in svc.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", (name, port)
-        assert "healthcheck" in svc, name
+        assert "healthcheck" in svc or name == CLIENTS, name
+    assert services[CLIENTS]["profiles"] == ["tools"] and "depends_on" not in services[CLIENTS]
     published = []
     for strategy, name in server_services().items():
         svc = services[name]
-        assert name == f"server-{strategy}" and svc["cpuset"] == "0", name
+        pinned = "0-1" if strategies.load(strategy).MULTICORE else "0"  # LAB_POOL_CPUS or LAB_SERVER_CPUS
+        assert name == f"server-{strategy}" and svc["cpuset"] == pinned, name
         assert [p["target"] for p in svc["ports"]] == [25000], name
         published.append(str(svc["ports"][0]["published"]))
         test = " ".join(svc["healthcheck"]["test"])
@@ -196,8 +79,12 @@ def test_compose_config_is_valid_with_safe_defaults(docker_engine):
     assert [(p["target"], str(p["published"])) for p in services["locust-master"]["ports"]] == [
         (8089, "8089"), (5557, "5557")]
     assert "ports" not in services["locust-worker"], "workers must be scalable: no fixed host port"
-    for name in LOAD_SERVICES:
+    for name in [*LOAD_SERVICES, CLIENTS]:
         assert services[name]["cpuset"] == "1", name
+    master = services["locust-master"]
+    assert master["environment"]["LAB_LIVE_DIR"] == LIVE_DIR
+    assert [(v["type"], v["target"]) for v in master["volumes"]] == [("volume", LIVE_DIR)], "one writable path"
+    for name in LOAD_SERVICES:
         deps = services[name]["depends_on"]
         for server in server_names:
             assert deps[server]["condition"] == "service_healthy", (name, server)
@@ -250,6 +137,13 @@ def test_article_client_on_every_published_port(lab):
         article_client(int(port))
 
 
+def test_the_clients_service_runs_the_articles_client_by_service_name(lab):
+    """docker compose run --rm clients request server-threaded 20: inside the lab's network, no published port."""
+    proc = lab.compose("run", "--rm", "-T", CLIENTS, "request", "server-threaded", "20", timeout=120, check=True)
+    assert proc.stdout.splitlines()[0] == "6765", proc.stdout
+    assert CLIENTS not in lab.by_service(), "--rm removes it; up never starts it"
+
+
 def article_client(port):
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         sock.settimeout(20)
@@ -264,14 +158,37 @@ def test_affinity_equals_cpuset_in_every_container(lab):
     for name, containers in lab.by_service().items():
         for c in containers:
             cpuset = c["HostConfig"]["CpusetCpus"]
-            expected = lab.env.get("LAB_LOAD_CPUS", "1") if name.startswith("locust") \
-                else lab.env.get("LAB_SERVER_CPUS", "0")
-            assert cpuset == expected, (name, cpuset)
+            assert cpuset == lab.cpuset(name), (name, cpuset)
             info = lab.probe(c["Id"])
             assert set(info["affinity"]) == parse_cpus(cpuset), (name, info["affinity"])
             assert len(info["procs"]) >= 2, (name, info)  # docker-init and the service's process
             for p in info["procs"]:
                 assert parse_cpus(p["allowed"]) == parse_cpus(cpuset), (name, p)
+
+
+# A process forked from another keeps its command line: pool workers (from the forkserver) and prefork's
+# children are the processes whose parent runs the same command.
+FORKED_WORKERS = r"""
+import os
+procs = {}
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        ppid = int(open('/proc/%s/stat' % pid).read().rsplit(')', 1)[1].split()[1])
+        procs[int(pid)] = (ppid, open('/proc/%s/cmdline' % pid, 'rb').read())
+    except (OSError, IndexError, ValueError):
+        continue
+print(sum(1 for ppid, command in procs.values() if ppid in procs and procs[ppid][1] == command))
+"""
+
+
+def test_pools_and_prefork_start_a_worker_per_cpu_of_their_cpuset(lab):
+    """On the default LAB_POOL_CPUS (0-1), two workers each."""
+    for strategy, service in server_services().items():
+        if "workers" not in strategies.load(strategy).USES:
+            continue
+        (container,) = lab.by_service()[service]
+        out = run(["docker", "exec", container["Id"], "python", "-c", FORKED_WORKERS], 60, check=True).stdout
+        assert int(out) == len(parse_cpus(lab.cpuset(service))), (service, out)
 
 
 def test_processes_are_not_root_and_containers_are_hardened(lab):
@@ -356,9 +273,7 @@ def test_the_runner_drives_the_running_labs_locust_master(lab, tmp_path):
 
 
 def test_locust_workers_scale(lab):
-    proc = lab.compose("up", "-d", "--no-build", "--no-recreate", "--wait", "--wait-timeout", "120",
-                       "--scale", "locust-worker=2", timeout=180, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr + lab.diagnostics()
+    lab.up("--no-recreate", "--scale", "locust-worker=2", timeout=180)
     assert len(lab.by_service()["locust-worker"]) == 2
     deadline = time.monotonic() + 60
     while lab.ui("/stats/requests")["worker_count"] != 2 and time.monotonic() < deadline:
@@ -369,19 +284,8 @@ def test_locust_workers_scale(lab):
 def test_a_worker_on_another_host_joins_the_labs_master(lab):
     """A Locust worker outside compose (here: on the host) joins the lab's master through the
     published master port, as one on another machine would."""
-    before = lab.ui("/stats/requests")["worker_count"]
-    worker = subprocess.Popen([sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles"), "--worker",
-                               "--master-host", "127.0.0.1", "--master-port", lab.env["LAB_MASTER_PORT"]],
-                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while lab.ui("/stats/requests")["worker_count"] != before + 1 and time.monotonic() < deadline:
-            assert worker.poll() is None, worker.stderr.read()[-2000:]
-            time.sleep(1)
-        assert lab.ui("/stats/requests")["worker_count"] == before + 1
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+    with lab.outside_worker():
+        pass
 
 
 # --- lab pin ----------------------------------------------------------------------------------
@@ -418,6 +322,31 @@ def test_lab_pin_shows_and_repins(lab):
     assert bad.returncode != 0 and "bad CPU list" in bad.stderr, bad.stderr
     unknown = pin(lab, "no-such-service", "0")
     assert unknown.returncode != 0 and "no running lab container" in unknown.stderr, unknown.stderr
+
+
+# --- the master's live runs ---------------------------------------------------------------------
+
+WRITE_RUN = "import os, sys; d = os.path.join(os.environ['LAB_LIVE_DIR'], sys.argv[1]); os.makedirs(d); " \
+            "open(os.path.join(d, 'stats.csv'), 'w').write('ok')"
+
+
+def test_live_runs_reach_the_host_and_survive_down(lab, tmp_path):
+    """The master (read-only, user 10001) writes its runs into LAB_LIVE_DIR and nowhere else; `docker
+    compose cp` brings them to the host; `down` without -v keeps them for the next master."""
+    (master,) = lab.by_service()["locust-master"]
+    stamp = f"labtest-{uuid.uuid4().hex[:8]}"
+    run(["docker", "exec", master["Id"], "python", "-c", WRITE_RUN, stamp], 60, check=True)
+    for elsewhere in ("/app/results/x", "/app/x", "/opt/lab/x"):
+        write = run(["docker", "exec", master["Id"], "python", "-c", f"open({elsewhere!r}, 'w')"], 60)
+        assert "Read-only file system" in write.stderr, (elsewhere, write.stderr)
+    lab.compose("cp", f"locust-master:{LIVE_DIR}/.", str(tmp_path), timeout=60, check=True)
+    assert (tmp_path / stamp / "stats.csv").read_text() == "ok"
+
+    lab.compose("down", "--timeout", "5", timeout=120, check=True)
+    seen = lab.compose("run", "--rm", "--no-deps", "-T", "locust-master", "cat", f"{LIVE_DIR}/{stamp}/stats.csv",
+                       timeout=120, check=True)
+    assert seen.stdout == "ok"
+    lab.up()  # for the test after this one
 
 
 # --- down (keep last: it stops the lab) -------------------------------------------------------

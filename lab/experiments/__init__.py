@@ -17,6 +17,8 @@ declares, at module level:
   claims               the claims it backs, each a rule function decorated with @claim
   SUPPORTS             the claims it explains without judging them (optional), e.g. ("C6",)
   PER_PYTHON = False   for an experiment of the load side, measured once in a run over several Pythons
+  LIVE                 its live forms for the running lab's Locust (lab.live.Experiment), judged by
+                       the same claims (optional)
 
 Experiments run, and their sections read, in the order of the claims they back or support.
 """
@@ -67,6 +69,16 @@ def claims():
     """Every claim that an experiment backs, C1 first."""
     return sorted((claim for module in modules().values() for claim in claims_of(module)),
                   key=lambda claim: claim.order)
+
+
+def live():
+    """{claim id: live form} of every experiment that shows its claims live, C2 first."""
+    found = []
+    for module in modules().values():
+        for form in getattr(module, "LIVE", ()):
+            form.module = module
+            found.append(form)
+    return {form.key: form for form in sorted(found, key=lambda form: form.claim.order)}
 
 
 def rank(module):
@@ -121,4 +133,4 @@ def plan(mode, strategies=None, experiments=None, pythons=None, versions=None):
     return [*cells(None, False), *(cell for python in pythons for cell in cells(python, True))]
 
 
-__all__ = ["Cell", "MODES", "claims", "figures", "modules", "plan", "register", "unregister"]
+__all__ = ["Cell", "MODES", "claims", "figures", "live", "modules", "plan", "register", "unregister"]

@@ -10,7 +10,7 @@ import math
 import statistics
 import time
 
-from lab import plots
+from lab import live, plots
 from lab.document import Heading, Paragraph
 from lab.experiment import Cell, NotRun, claim, pct, rate, target
 from lab.pythons import version_tuple
@@ -178,6 +178,44 @@ def rates_per_bucket(perf2, start):
         bucket_rates.append(count / ran)
     edges.append(edges[-1] + width)
     return edges, bucket_rates
+
+
+def live_convoy(claim_, strategy, about, compared=None):
+    """The live form of C6, C8 and C9: perf2 (fib(1) in a loop) on `strategy`, and one long request
+    after LIVE_DELAY_S; with `compared`, perf2 alone on that server first, for the rule's comparison."""
+    short = live.Role("perf2", strategy, 1)
+    long = live.Role("long_request", strategy, LIVE_LONG_N, once_after_s=LIVE_DELAY_S)
+    convoy = live.Stage(LIVE_DELAY_S + 2, (short.key, long.key), until_done=long.key,
+                        label=f"perf2 on {strategy.NAME}, fib({LIVE_LONG_N}) at {LIVE_DELAY_S:g} s")
+    roles, stages = (short, long), (convoy,)
+    if compared is not None:
+        alone = live.Role("perf2_alone", compared, 1)
+        roles, stages = (alone, *roles), (live.Stage(LIVE_ALONE_S, (alone.key,), label=f"perf2 on {compared.NAME}"),
+                                          convoy)
+
+    def cells(run):
+        found = live.convoy_cells(run, strategy, short.request_name, long, *run.window(len(stages) - 1))
+        if compared is not None:
+            found.update(live.convoy_cells(run, compared, alone.request_name, None, *run.window(0)))
+        return found
+
+    title = f"{claim_.id}: the convoy on {strategy.NAME}" + (f", next to {compared.NAME}" if compared else "")
+    return live.Experiment(claim_, title, roles=roles, stages=stages, cells=cells, about=about)
+
+
+LIVE_LONG_N = 40  # 6 to 8 s here: the collapse deepens over its first seconds on 2 CPUs
+LIVE_DELAY_S = 4.0
+LIVE_ALONE_S = 6
+LIVE = [
+    live_convoy(c6, threaded, "perf2's rate per second, unsmoothed: it collapses while the long request holds the "
+                              "GIL, and comes back when it ends."),
+    live_convoy(c8, process_pool, f"perf2 on the process pool runs at a fraction of {threaded.NAME}'s rate (every "
+                                  "request goes to a worker and back), but the long request no longer stops it.",
+                compared=threaded),
+    live_convoy(c9, threshold_pool, f"The threshold pool answers short requests inline, at nearly {threaded.NAME}'s "
+                                    "rate, and sends the long one to a worker: no collapse.",
+                compared=threaded),
+]
 
 
 def during_long_request(strategy):

@@ -7,10 +7,10 @@ scenario drives it (through the running lab's master when it is up, the room wat
 import math
 import statistics
 
-from lab import plots
+from lab import live, plots
 from lab.cpusets import parse_cpuset
 from lab.document import Heading, Paragraph
-from lab.experiment import REPRODUCED, Cell, NotRun, claim, target
+from lab.experiment import REPRODUCED, Cell, NotRun, claim, experiment_name, target
 from server.strategies import asyncio_inline, prefork, process_pool, threaded, threshold_pool
 
 SIZES = {"quick": dict(n=27, duration_s=2.0), "full": dict(n=30, duration_s=6.0)}
@@ -171,6 +171,34 @@ def single_thread(view, python, views):
                  else f" (run {gil_build} too for the cost next to the GIL build)")
     return text
 
+
+def live_doubling(claim_, strategy, about):
+    """The live form of C4 and C7: the article's perf1 (fib(30)) alone, then a second perf1 joins."""
+    first, second = live.Role("first_client", strategy, LIVE_N), live.Role("second_client", strategy, LIVE_N)
+    name = first.request_name  # both clients ask the same: one series
+
+    def cells(run):
+        one, one_count = run.mean_latency_s(name, *run.window(0))
+        two, two_count = run.mean_latency_s(name, *run.window(1))
+        return {Cell(experiment_name(__name__), strategy).label: {
+            "n": LIVE_N, "one_client_mean_s": one, "two_clients_mean_s": two, "ratio": two / one,
+            "samples": one_count + two_count, "load": "locust-live"}}
+
+    return live.Experiment(
+        claim_, f"{claim_.id}: perf1, 1 client then 2, on {strategy.NAME}", roles=(first, second),
+        stages=(live.Stage(LIVE_STAGE_S, (first.key,), label="1 client"),
+                live.Stage(LIVE_STAGE_S, (first.key, second.key), label="2 clients")),
+        cells=cells, about=about)
+
+
+LIVE_N = 30  # the article's perf1
+LIVE_STAGE_S = 8
+LIVE = [
+    live_doubling(c4, threaded, "Watch the fib(30) latency: it doubles when the second client joins, because "
+                                "the two threads take turns holding the GIL."),
+    live_doubling(c7, process_pool, "The same two clients on a process pool with 2 CPUs: each fib runs in its "
+                                    "own worker process, so the second client hardly slows the first."),
+]
 
 ACROSS_PYTHONS = [(f"C4: perf1 on {threaded.NAME}, 2 clients / 1", doubles),
                   ("1 thread: perf1 latency, 1 client", single_thread)]

@@ -1,0 +1,175 @@
+"""The compose lab as a test fixture, for every module that needs a real one (test_compose.py,
+test_workshop.py): a unique project (labtest-...) on free host ports, built once per session by
+conftest's lab_image, brought up to healthy, and always taken down with `down -v`.
+
+Import all three fixtures into a test module (pytest finds fixtures in its namespace; each module
+then gets its own lab, module-scoped):
+
+    from compose_lab import lab_env, built, lab  # noqa: F401
+"""
+import contextlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+import pytest
+
+from compose_text import dotenv, services as compose_services
+from conftest import REPO, clean_env, run
+from lab import compose as lab_compose
+from lab.pin import PROBE
+
+UP_TIMEOUT_S = 240         # up --wait; about 20 s here
+
+
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def server_services():
+    """{strategy: service} of compose.yaml's servers, by the --strategy each runs."""
+    return lab_compose.server_services()
+
+
+def choose_port_prefix():
+    """'2500' (ports 25001-2500N) when free, else another prefix whose N ports are free."""
+    rng = random.Random()
+    count = len(server_services())
+    for prefix in ["2500"] + [str(p) for p in rng.sample(range(2510, 6500), 60)]:
+        if all(port_free(int(f"{prefix}{i}")) for i in range(1, count + 1)):
+            return prefix
+    pytest.fail(f"no free block of {count} host ports found for the lab", pytrace=False)
+
+
+def choose_port(preferred):
+    if port_free(preferred):
+        return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    def __init__(self, project, env, prefix, ui_port, base, base_reason, ncpu):
+        self.project, self.env, self.prefix, self.ui_port = project, env, prefix, ui_port
+        self.base, self.base_reason, self.ncpu = base, base_reason, ncpu
+        self.build_seconds = None
+        self.build_output = ""
+
+    def compose(self, *args, timeout, check=True):
+        cmd = ["docker", "compose", "--project-directory", str(REPO), "-f", str(REPO / "compose.yaml"),
+               "-p", self.project, *args]
+        return run(cmd, timeout, env=self.env, check=check)
+
+    def up(self, *args, timeout=UP_TIMEOUT_S):
+        """`up -d --wait` (with args, e.g. --scale), or the test fails with the lab's state."""
+        proc = self.compose("up", "-d", "--no-build", "--wait", "--wait-timeout", str(timeout - 30), *args,
+                            timeout=timeout, check=False)
+        if proc.returncode != 0:
+            pytest.fail(f"`docker compose up --wait` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n"
+                        f"{self.diagnostics()}", pytrace=False)
+
+    def cpuset(self, service):
+        """The cpuset compose gives the service in this lab: its variable from this env, else from .env."""
+        variable = compose_services()[service]["cpuset"][0]
+        return self.env.get(variable) or dotenv()[variable]
+
+    def containers(self):
+        ids = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"],
+                  30, check=True).stdout.split()
+        if not ids:
+            return []
+        return json.loads(run(["docker", "inspect", *ids], 30, check=True).stdout)
+
+    def by_service(self):
+        found = {}
+        for c in self.containers():
+            found.setdefault(c["Config"]["Labels"]["com.docker.compose.service"], []).append(c)
+        return found
+
+    def probe(self, container_id):
+        out = run(["docker", "exec", container_id, "python", "-c", PROBE], 60, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    def ui(self, path, data=None, timeout=10):
+        url = f"http://127.0.0.1:{self.ui_port}{path}"
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        with urllib.request.urlopen(url, data=body, timeout=timeout) as resp:
+            return json.loads(resp.read().decode())
+
+    @contextlib.contextmanager
+    def outside_worker(self, *args):
+        """A Locust worker outside compose (here: on the host) that joined the lab's master through the
+        published master port, as one on another machine would; stopped on exit."""
+        before = self.ui("/stats/requests")["worker_count"]
+        worker = subprocess.Popen([sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles"), "--worker",
+                                   "--master-host", "127.0.0.1", "--master-port", self.env["LAB_MASTER_PORT"], *args],
+                                  cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while self.ui("/stats/requests")["worker_count"] != before + 1 and time.monotonic() < deadline:
+                assert worker.poll() is None, worker.stderr.read()[-2000:]
+                time.sleep(1)
+            assert self.ui("/stats/requests")["worker_count"] == before + 1
+            yield worker
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+
+    def diagnostics(self):
+        ps = self.compose("ps", "-a", timeout=60, check=False)
+        logs = self.compose("logs", "--no-color", "--tail", "25", timeout=60, check=False)
+        return f"{ps.stdout}\n{ps.stderr}\n{logs.stdout[-6000:]}"
+
+    def teardown(self):
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=180, check=False)
+        left = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"],
+                   30).stdout.split()
+        if left:
+            run(["docker", "rm", "-f", *left], 120)
+        nets = run(["docker", "network", "ls", "-q", "--filter",
+                    f"label=com.docker.compose.project={self.project}"], 30).stdout.split()
+        if nets:
+            run(["docker", "network", "rm", *nets], 60)
+
+
+@pytest.fixture(scope="module")
+def lab_env(docker_engine, lab_image):
+    """A unique project on free ports, with the base image chosen for this machine."""
+    ncpu = docker_engine
+    base, reason = lab_image.base, lab_image.base_reason
+    prefix, ui_port, master_port = choose_port_prefix(), choose_port(8089), choose_port(5557)
+    env = clean_env()
+    env.update(BASE_IMAGE=base, LAB_PORT_PREFIX=prefix, LAB_UI_PORT=str(ui_port), LAB_MASTER_PORT=str(master_port),
+               LAB_BIND="127.0.0.1")
+    if ncpu < 2:  # the .env defaults (servers on 0, pools on 0-1, load on 1) need two CPUs
+        env.update(LAB_SERVER_CPUS="0", LAB_POOL_CPUS="0", LAB_LOAD_CPUS="0")
+    project = f"labtest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    lab = Lab(project, env, prefix, ui_port, base, reason, ncpu)
+    yield lab
+    lab.teardown()
+
+
+@pytest.fixture(scope="module")
+def built(lab_env, lab_image):
+    """The image, built once per session by conftest's lab_image (the same `docker compose build`)."""
+    lab_env.build_seconds, lab_env.build_output = lab_image.build_seconds, lab_image.build_output
+    return lab_env
+
+
+@pytest.fixture(scope="module")
+def lab(built):
+    built.up()
+    return built

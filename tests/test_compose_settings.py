@@ -1,0 +1,63 @@
+"""compose.yaml, .env and the runner agree, read from their text with no Docker: which CPUs each server
+gets (by its strategy's MULTICORE), the defaults of the three cpuset settings, and the published ports."""
+import pytest
+
+from lab import live
+
+from compose_text import dotenv, services
+from lab import run as runner
+from lab.cpusets import parse_cpuset
+from server import strategies
+
+pytestmark = pytest.mark.fast
+
+# The runner's options and the settings compose pins its containers with.
+RUNNER_OPTIONS = {"server_cpus": "LAB_SERVER_CPUS", "pool_cpus": "LAB_POOL_CPUS", "load_cpus": "LAB_LOAD_CPUS"}
+
+
+def expected_cpuset_variable(service):
+    """The servers that could use more than one CPU run on the pool's CPUs; the load on its own."""
+    strategy = service["strategy"]
+    if strategy is None:
+        return "LAB_LOAD_CPUS"
+    return "LAB_POOL_CPUS" if strategies.load(strategy).MULTICORE else "LAB_SERVER_CPUS"
+
+
+def test_every_service_is_pinned_by_its_strategys_multicore():
+    pinned = {name: service["cpuset"][0] for name, service in services().items()}
+    assert pinned == {name: expected_cpuset_variable(service) for name, service in services().items()}
+
+
+def test_compose_env_and_runner_have_the_same_cpuset_defaults(monkeypatch):
+    env = dotenv()
+    for variable in RUNNER_OPTIONS.values():
+        monkeypatch.delenv(variable, raising=False)
+    defaults = runner.parse_args([])
+    for option, variable in RUNNER_OPTIONS.items():
+        in_compose = {service["cpuset"][1] for service in services().values() if service["cpuset"][0] == variable}
+        assert in_compose == {env[variable]}, variable
+        assert getattr(defaults, option) == env[variable], option
+    # and the runner reads the same variables from the environment
+    monkeypatch.setenv("LAB_POOL_CPUS", "0,1")
+    monkeypatch.setenv("LAB_SERVER_CPUS", "1")
+    monkeypatch.setenv("LAB_LOAD_CPUS", "0")
+    assert {option: getattr(runner.parse_args([]), option) for option in RUNNER_OPTIONS} == {
+        "server_cpus": "1", "pool_cpus": "0,1", "load_cpus": "0"}
+
+
+def test_the_default_pool_has_two_cpus_so_two_workers():
+    """A pool or prefork server starts one worker per CPU it may use (server/__main__.py): on 0-1, two."""
+    assert len(parse_cpuset(dotenv()["LAB_POOL_CPUS"])) == 2
+
+
+def test_the_published_ports_are_one_block_in_compose_order():
+    suffixes = [service["port_suffix"] for service in services().values() if service["strategy"]]
+    assert suffixes == list(range(1, len(suffixes) + 1))
+
+
+def test_a_servers_published_port_is_where_workers_outside_compose_look_for_it():
+    """Locust workers outside compose (--lab-servers HOST) reach server-X at ${LAB_PORT_PREFIX}N, N from
+    lab.live.PUBLISHED."""
+    published = {strategies.key(strategy): n for n, strategy in enumerate(live.PUBLISHED, 1)}
+    assert {service["strategy"]: service["port_suffix"] for service in services().values() if service["strategy"]} \
+        == published

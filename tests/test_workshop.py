@@ -1,0 +1,179 @@
+"""Workshop mode, as a room sees it: the compose lab up on the defaults, its Lab view driven in a real
+headless Chromium. Each named experiment is picked, started and left to end by itself; the verdict
+on screen is the runner's own rule on what the live run measured. Screenshots: build/screenshots/.
+
+A claim's test measures again when a run was starved (a failed request, a worker gone: the Lab view
+marks the run partial), never with a looser rule.
+"""
+import json
+import re
+import time
+import urllib.request
+
+import pytest
+
+from browser import chromium_driver, screenshot, wait_for_text  # noqa: F401  (fixtures, by import)
+from compose_lab import built, lab, lab_env  # noqa: F401  (fixtures, by import)
+
+from lab.experiments import live
+
+EXPERIMENTS = live()
+ATTEMPTS = 3  # runs of one claim, when the earlier ones were starved (partial)
+END_S = 150  # the longest a named experiment may take to end by itself here
+
+
+def shape(claim_id):
+    return EXPERIMENTS[claim_id].shape_name
+
+
+def open_lab_view(driver, lab):
+    driver.get(f"http://127.0.0.1:{lab.ui_port}/lab")
+    wait_for_text(driver, "#status", lambda text: text and not text.startswith("connecting"), what="loaded")
+
+
+def run_experiment(driver, lab, claim_id):
+    """Pick the claim's experiment in the Lab view, press Start, wait for it to end by itself; return
+    (the verdict element's data, the measured text, the status text)."""
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", "experiment")).select_by_value(shape(claim_id))
+    driver.find_element("id", "start").click()
+    wait_for_text(driver, "#status", lambda text: text.startswith(f"running: {claim_id}"), timeout=20,
+                  what=f"running {claim_id}")
+    wait_for_text(driver, "#status", lambda text: text.startswith(("final:", "partial:")), timeout=END_S,
+                  what=f"{claim_id} ended")
+    time.sleep(2)  # a worker's last report comes after the stop
+    verdict = driver.find_element("id", "verdict")
+    return ({"state": verdict.get_attribute("data-state"), "verdict": verdict.get_attribute("data-verdict"),
+             "line": verdict.text}, driver.find_element("id", "measured").text)
+
+
+def judged(driver, lab, claim_id):
+    """The claim run until one run is not partial (at most ATTEMPTS); (verdict, measured, attempts)."""
+    attempts = []
+    for _ in range(ATTEMPTS):
+        verdict, measured = run_experiment(driver, lab, claim_id)
+        attempts.append((verdict, measured))
+        if verdict["state"] != "partial":
+            break
+    return verdict, measured, attempts
+
+
+def latency_row(driver, name):
+    """The Lab view's latency row of a request name: {column: integer µs}."""
+    # read in one go: the view redraws its tables every second
+    rows = driver.execute_script("return [...document.querySelectorAll('#latency tbody tr')]"
+                                 ".map(tr => [...tr.cells].map(td => td.textContent))")
+    for cells in rows:
+        if cells and cells[0] == name:
+            keys = ("count", "p50", "p90", "p99", "p99.9", "max")
+            return {key: int(value.replace(",", "")) for key, value in zip(keys, cells[1:])}
+    pytest.fail(f"no latency row for {name!r} in the Lab view", pytrace=False)
+
+
+def test_locusts_own_ui_lists_every_named_experiment_and_the_lab_tab(lab, chromium_driver):
+    chromium_driver.get(f"http://127.0.0.1:{lab.ui_port}/")
+    wait_for_text(chromium_driver, "body", lambda text: "C6Perf2" in text and "server-threaded:25000" in text,
+                  what="Locust's start form with the experiments' user classes and their servers")
+    args = chromium_driver.execute_script("return window.templateArgs")
+    assert {form.shape_name for form in EXPERIMENTS.values()} <= set(args["available_shape_classes"])
+    assert {"C2", "C4", "C6", "C7", "C8", "C9", "C10"} <= set(EXPERIMENTS)
+    assert {"title": "Lab", "key": "lab"} in args["extended_tabs"]
+    screenshot(chromium_driver, "locust-ui")
+
+
+def test_c6_the_convoy_collapses_on_screen(lab, chromium_driver):
+    open_lab_view(chromium_driver, lab)
+    verdict, measured, attempts = judged(chromium_driver, lab, "C6")
+    screenshot(chromium_driver, "lab-view-c6")
+    drop = re.search(r"\((-?[\d.]+)%\)", measured)
+    assert verdict["state"] == "final" and verdict["verdict"] == "reproduced", attempts
+    assert drop and -float(drop.group(1)) >= 90, measured
+    perf2 = latency_row(chromium_driver, EXPERIMENTS["C6"].roles[0].request_name)
+    assert perf2["count"] > 0 and 0 < perf2["p50"] <= perf2["p99"] < 10_000, perf2
+    # the chart drew perf2's line and the long request's span
+    assert chromium_driver.find_elements("css selector", "#rate-chart path")
+    assert chromium_driver.find_elements("css selector", "#rate-chart rect")
+    # Locust's own UI has the same verdict in its Lab tab
+    chromium_driver.get(f"http://127.0.0.1:{lab.ui_port}/?tab=lab")
+    wait_for_text(chromium_driver, "body", lambda text: "verdict\nreproduced" in text or "verdict reproduced" in text,
+                  timeout=15, what="the Lab tab of Locust's UI with C6's verdict")
+    screenshot(chromium_driver, "locust-ui-lab-tab")
+
+
+def ratio_of(measured):
+    found = re.search(r"\(x([\d.]+)\)", measured)
+    assert found, measured
+    return float(found.group(1))
+
+
+def test_c4_doubles_on_threaded_and_c7_does_not_on_the_pool(lab, chromium_driver):
+    open_lab_view(chromium_driver, lab)
+    c4, c4_measured, c4_attempts = judged(chromium_driver, lab, "C4")
+    screenshot(chromium_driver, "lab-view-c4")
+    c7, c7_measured, c7_attempts = judged(chromium_driver, lab, "C7")
+    screenshot(chromium_driver, "lab-view-c7")
+    assert c4["state"] == "final" and c4["verdict"] == "reproduced" and ratio_of(c4_measured) >= 1.5, c4_attempts
+    assert c7["state"] == "final" and c7["verdict"] == "reproduced" and ratio_of(c7_measured) < 1.5, c7_attempts
+
+
+def test_a_run_stopped_half_way_is_partial_and_start_twice_is_ignored(lab, chromium_driver):
+    from selenium.webdriver.support.ui import Select
+
+    open_lab_view(chromium_driver, lab)
+    Select(chromium_driver.find_element("id", "experiment")).select_by_value(shape("C4"))
+    chromium_driver.find_element("id", "start").click()
+    wait_for_text(chromium_driver, "#status", lambda text: text.startswith("running: C4"), timeout=20,
+                  what="running C4")
+    chromium_driver.find_element("id", "start").click()  # again, while it runs
+    wait_for_text(chromium_driver, "#notes", lambda text: "Start pressed while C4" in text, what="the second Start")
+    time.sleep(4)
+    chromium_driver.find_element("id", "stop").click()
+    line = wait_for_text(chromium_driver, "#verdict", lambda text: text.startswith("partial run"), timeout=30,
+                         what="partial")
+    screenshot(chromium_driver, "lab-view-partial")
+    assert "stopped after" in line and chromium_driver.find_element("id", "verdict").get_attribute(
+        "data-state") == "partial"
+    assert lab.ui("/lab/data")["locust_state"] == "stopped"  # the master keeps running
+
+
+def test_the_last_runs_files_download_and_stay_on_the_labs_volume(lab):
+    data = lab.ui("/lab/data")
+    assert data["saved_to"] and {f["name"] for f in data["files"]} >= {"live.json", "locust_hdr.json"}
+    with urllib.request.urlopen(f"http://127.0.0.1:{lab.ui_port}/lab/files/live.json", timeout=10) as reply:
+        record = json.loads(reply.read())
+    assert record["run"]["experiment"]["key"] and record["series_all"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{lab.ui_port}/lab/files/locust_hdr.hgrm", timeout=10) as reply:
+        assert b"Percentile" in reply.read()
+
+
+def test_a_worker_from_another_machine_joins_and_its_histograms_merge(lab):
+    """A worker outside the compose network (here: on the host) joins through the published master port
+    and reaches the servers through their published ports; C4's two clients run one on each worker."""
+    with lab.outside_worker("--lab-servers", "127.0.0.1", "--lab-port-prefix", lab.prefix):
+        assert lab.ui("/swarm", {"shape_class": shape("C4"), "user_count": 1, "spawn_rate": 1})["success"]
+        deadline = time.monotonic() + END_S
+        while time.monotonic() < deadline:
+            data = lab.ui("/lab/data")
+            if data["run"] and data["run"]["experiment"]["key"] == "C4" and data["state"] != "running":
+                break
+            time.sleep(1)
+        time.sleep(4)  # the workers' last reports
+        data = lab.ui("/lab/data")
+        per_worker = data["requests_per_worker"]
+        assert len([n for n in per_worker.values() if n > 0]) == 2, per_worker
+        assert data["latency"][EXPERIMENTS["C4"].roles[0].request_name]["count"] == sum(per_worker.values())
+
+
+def test_a_server_that_is_down_is_named_and_the_run_is_partial(lab, chromium_driver):
+    lab.compose("stop", "server-threshold-pool", timeout=60)
+    try:
+        open_lab_view(chromium_driver, lab)
+        verdict, measured = run_experiment(chromium_driver, lab, "C9")
+        notes = chromium_driver.find_element("id", "notes").text
+        screenshot(chromium_driver, "lab-view-server-down")
+        assert verdict["state"] == "partial" and verdict["line"].startswith("partial run"), verdict
+        assert "server-threshold-pool:25000 does not answer" in notes, notes
+        assert lab.ui("/lab/data")["locust_state"] == "stopped"
+    finally:
+        lab.up()
