@@ -55,18 +55,24 @@ logger = logging.getLogger(__name__)
 
 @events.init_command_line_parser.add_listener
 def add_options(parser):
-    parser.add_argument("--lab-servers", default="", env_var="LOCUST_LAB_SERVERS",
+    # Not in the web UI: where a worker finds the servers is the worker's own business.
+    parser.add_argument("--lab-servers", default="", env_var="LOCUST_LAB_SERVERS", include_in_web_ui=False,
                         help="workshop experiments: where a worker finds the lab's servers. Empty (default): by "
                              "compose service name; HOST: through the ports the lab publishes on HOST")
-    parser.add_argument("--lab-port-prefix", default="2500", env_var="LAB_PORT_PREFIX",
+    parser.add_argument("--lab-port-prefix", default="2500", env_var="LAB_PORT_PREFIX", include_in_web_ui=False,
                         help="the lab's LAB_PORT_PREFIX, for --lab-servers (default: %(default)s)")
 
 
-def server_address(role, options):
-    """Where a role's server answers, as this worker sees it: 'server-threaded:25000' inside the
+# This process's own --lab-servers and --lab-port-prefix, kept at init: the master's options, which
+# it sends with every spawn message, overwrite a worker's.
+REACH = {}
+
+
+def server_address(role):
+    """Where a role's server answers, as this process sees it: 'server-threaded:25000' inside the
     compose network, 'HOST:25002' through the published port."""
-    host = getattr(options, "lab_servers", "")
-    return live.published_address(role.strategy, host, options.lab_port_prefix) if host else role.address()
+    host = REACH.get("servers")
+    return live.published_address(role.strategy, host, REACH["port_prefix"]) if host else role.address()
 
 
 class LiveUser(FibUser):
@@ -80,7 +86,7 @@ class LiveUser(FibUser):
         return self.role.request_name, payload, expected
 
     def target(self, options):
-        return "tcp://" + server_address(self.role, options)
+        return "tcp://" + server_address(self.role)
 
     def send_requests(self):
         if not self.role.once:
@@ -196,6 +202,7 @@ class Lab:
         run = self.run
         if self.state != "running":
             return None
+        self.watch_workers()  # every second, whether or not anyone looks at the Lab view
         stage = len(run.stage_starts) - 1
         if len(run.stage_ends) > stage:  # between two stages: the next one starts now
             run.stage_starts.append(now)
@@ -227,8 +234,7 @@ class Lab:
         gevent.spawn(self.check_servers, experiment)
 
     def check_servers(self, experiment):
-        options = self.environment.parsed_options
-        for address in dict.fromkeys(server_address(role, options) for role in experiment.roles):
+        for address in dict.fromkeys(server_address(role) for role in experiment.roles):
             problem = check_server(address)
             if problem:
                 self.note(problem)
@@ -453,6 +459,8 @@ def install_web(environment):
 
 @events.init.add_listener
 def install(environment, **_):
+    options = environment.parsed_options
+    REACH.update(servers=getattr(options, "lab_servers", ""), port_prefix=getattr(options, "lab_port_prefix", ""))
     runner = environment.runner
     if runner is None or isinstance(runner, WorkerRunner):
         return

@@ -161,8 +161,24 @@ def test_a_worker_from_another_machine_joins_and_its_histograms_merge(lab):
         time.sleep(4)  # the workers' last reports
         data = lab.ui("/lab/data")
         per_worker = data["requests_per_worker"]
+        assert not data["errors"] and data["verdict"]["state"] == "final", (data["errors"], data["verdict"])
         assert len([n for n in per_worker.values() if n > 0]) == 2, per_worker
         assert data["latency"][EXPERIMENTS["C4"].roles[0].request_name]["count"] == sum(per_worker.values())
+
+
+def test_a_worker_that_drops_out_makes_the_run_partial(lab):
+    with lab.outside_worker("--lab-servers", "127.0.0.1", "--lab-port-prefix", lab.prefix) as worker:
+        assert lab.ui("/swarm", {"shape_class": shape("C6"), "user_count": 1, "spawn_rate": 1})["success"]
+        time.sleep(5)
+        worker.terminate()  # the laptop leaves the room
+        worker.wait(timeout=30)
+        deadline = time.monotonic() + END_S
+        while lab.ui("/lab/data")["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(1)
+    data = lab.ui("/lab/data")
+    assert data["verdict"]["state"] == "partial" and data["verdict"]["line"] == "partial run: no verdict", data["verdict"]
+    assert any("dropped out" in note["line"] for note in data["notes"]), data["notes"]
+    assert data["locust_state"] == "stopped"
 
 
 def test_a_server_that_is_down_is_named_and_the_run_is_partial(lab, chromium_driver):
