@@ -219,6 +219,22 @@ class LiveRun:
             raise NotEnough(f"not enough data yet: {count} requests of {name} in {len(rows)} whole seconds")
         return sum(r[2] for r in rows) / count / 1e6, count
 
+    def in_flight_share(self, stage):
+        """The share of a stage's whole seconds in which its looping users had a request in flight: the
+        sum of their requests' times over (users x seconds). Near 1 when the clients kept the server
+        busy; well below it when the load side was starved (a busy machine), for requests as slow as
+        perf1's. None for a stage of one-shot users only."""
+        loops = [self.experiment.role(key) for key in self.experiment.stages[stage].roles]
+        loops = [role for role in loops if not role.once]
+        if not loops:
+            return None
+        start, end = self.window(stage)
+        users = sum(role.count(self.settings) for role in loops)
+        rows = [row for name in dict.fromkeys(role.request_name for role in loops)
+                for row in self.seconds(name, start, end)]
+        seconds = len(rows) // len(dict.fromkeys(role.request_name for role in loops))
+        return sum(row[2] for row in rows) / 1e6 / (users * seconds) if seconds else None
+
     def requests(self, role_key):
         """The one-shot requests of a role that have ended: [{'started_at', 'ended_at', 'succeeded'}]."""
         done = [r for r in self.once.get(role_key, {}).values() if "ended_at" in r]

@@ -146,7 +146,7 @@ make_classes()
 
 
 def python_build():
-    """The lab image's Python, which every compose server runs: '3.13.5 (GIL)'."""
+    """The lab image's Python, which every compose server runs: '3.13.5 (GIL, CPython)'."""
     free = sysconfig.get_config_var("Py_GIL_DISABLED")
     return f"{platform.python_version()} ({'free-threaded' if free else 'GIL'}, {platform.python_implementation()})"
 
@@ -286,9 +286,10 @@ class Lab:
         state = "partial" if self.why_partial else ("final" if self.state == "final" else self.state)
         row = self.run.experiment.judge(self.run, self.run.settings)
         failures = self.run.failures()
-        if failures and state != "partial":
+        if failures and state != "partial":  # a failed request is a figure the server did not make
+            errors = sorted(self.environment.stats.errors.values(), key=lambda e: -e.occurrences)
             state = "partial"
-            self.why_partial = f"{failures} requests failed"
+            self.why_partial = f"{failures} requests failed" + (f", e.g. {errors[0].error}" if errors else "")
         return {**row, "state": state, "line": live.verdict_line(row, state), "why_partial": self.why_partial}
 
     def data(self):
@@ -324,8 +325,8 @@ class Lab:
         stages = run.experiment.stages
         return {"experiment": run.experiment.describe(run.settings), "started_at": run.started_at, "ended_at": run.ended_at,
                 "stage_starts": run.stage_starts, "stage_ends": run.stage_ends, "settings": run.settings,
-                "load": run.load,
-                "stage": len(run.stage_starts) - 1,
+                "load": run.load, "stage": len(run.stage_starts) - 1,
+                "in_flight": [run.in_flight_share(i) for i in range(len(run.stage_starts))],
                 "stage_labels": [stage.label for stage in stages],
                 "once": [{"role": role, **request} for role, by_user in run.once.items()
                          for request in by_user.values()]}

@@ -89,3 +89,17 @@ def test_published_addresses_follow_compose():
     served = {live.service(s) for s in live.PUBLISHED}
     for form in FORMS.values():  # every server a live form loads is one the compose lab runs
         assert {role.service for role in form.roles} <= served, form.key
+
+
+def test_the_clients_kept_a_request_in_flight_and_a_starved_load_side_shows():
+    for path in RECORDS:
+        record = load(path)
+        form, run = rebuilt(record)
+        for stage in range(len(form.stages)):
+            share = run.in_flight_share(stage)
+            assert share is None or 0.9 <= share <= 1.01, (path.stem, stage, share)
+    form, run = rebuilt(load(next(p for p in RECORDS if p.stem.endswith("C4"))))
+    for rows in run.series.values():  # the clients spent half of each second outside a request
+        for second, row in rows.items():
+            rows[second] = [row[0], row[1] // 2, row[2]]
+    assert run.in_flight_share(0) < 0.6 and run.in_flight_share(1) < 0.6
