@@ -97,7 +97,7 @@ def test_the_clients_kept_a_request_in_flight_and_a_starved_load_side_shows():
         form, run = rebuilt(record)
         for stage in range(len(form.stages)):
             share = run.in_flight_share(stage)
-            assert share is None or 0.9 <= share <= 1.01, (path.stem, stage, share)
+            assert share is None or 0.9 <= share <= 1.1, (path.stem, stage, share)  # a request counts in the second it ended
     form, run = rebuilt(load(next(p for p in RECORDS if p.stem.endswith("C4"))))
     for rows in run.series.values():  # the clients spent half of each second outside a request
         for second, row in rows.items():
