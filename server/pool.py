@@ -88,6 +88,7 @@ def _terminate(executor):
         executor.terminate_workers()
         return
     processes = list((executor._processes or {}).values())  # no public way before 3.14
+    manager = executor._executor_manager_thread  # shutdown(wait=False) forgets it
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
@@ -96,3 +97,8 @@ def _terminate(executor):
         if process.is_alive():
             process.kill()
             process.join()
+    # The manager thread closes the pool's wake-up pipe as it ends; at exit, concurrent.futures writes
+    # to that pipe unless closed, and a thread still closing it races the exit into a traceback (EBADF,
+    # Python 3.11).
+    if manager is not None:
+        manager.join(timeout=1)
