@@ -100,8 +100,12 @@ class Lab:
         return found
 
     def probe(self, container_id):
+        """lab.pin's PROBE in the container: its affinity and its processes, but for the runtime's own:
+        `runc:[2:INIT]` starts a health check's exec (root, any CPU) for an instant before it becomes it."""
         out = run(["docker", "exec", container_id, "python", "-c", PROBE], 60, check=True).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        info = json.loads(out.strip().splitlines()[-1])
+        info["procs"] = [p for p in info["procs"] if not p["name"].startswith("runc:")]
+        return info
 
     def ui(self, path, data=None, timeout=10):
         url = f"http://127.0.0.1:{self.ui_port}{path}"
