@@ -230,20 +230,26 @@ class FibConnection:
         """Send one request and return the reply line without its newline; raise ClientError on failure."""
         try:
             self.sock.send(payload)
-            reply = self.sock.recv(REPLY_RECV_SIZE)
-            while reply and not reply.endswith(b"\n"):
-                more = self.sock.recv(REPLY_RECV_SIZE)
-                if not more:
-                    break
-                reply += more
-        except TimeoutError:
-            raise ClientError(EXIT_TIMEOUT, f"no reply from {self.where} within {self.timeout:g} s") from None
-        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
-            message = f"connection to {self.where} was reset by the server before its reply"
-            raise ClientError(EXIT_DROPPED, message) from None
+            return self.finish(payload, self.sock.recv(REPLY_RECV_SIZE))
         except OSError as error:
-            message = f"network error talking to {self.where}: {error.strerror or error}"
-            raise ClientError(EXIT_NETWORK, message) from None
+            raise self.failure(error) from None
+
+    def failure(self, error: OSError) -> ClientError:
+        """The ClientError of a socket error met while asking."""
+        if isinstance(error, TimeoutError):
+            return ClientError(EXIT_TIMEOUT, f"no reply from {self.where} within {self.timeout:g} s")
+        if isinstance(error, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return ClientError(EXIT_DROPPED, f"connection to {self.where} was reset by the server before its reply")
+        return ClientError(EXIT_NETWORK, f"network error talking to {self.where}: {error.strerror or error}")
+
+    def finish(self, payload: bytes, reply: bytes) -> bytes:
+        """The reply line begun by one recv, read on to its newline, without it; a ClientError for an ERR
+        reply or a closed connection. A socket error goes to the caller."""
+        while reply and not reply.endswith(b"\n"):
+            more = self.sock.recv(REPLY_RECV_SIZE)
+            if not more:
+                break
+            reply += more
         if reply.startswith(b"ERR"):
             text = reply.decode("ascii", "replace").strip()
             raise ClientError(EXIT_ERR_REPLY, f"server replied: {text} (request was {payload!r})")

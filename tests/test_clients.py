@@ -372,6 +372,54 @@ def test_no_reply_exits_6_after_the_timeout():
         server.close()
 
 
+class ScriptedServer:
+    """A listener on loopback that answers one connection's requests with `reply(i)` (bytes sent in
+    the pieces given), for perf2's paths off its fast loop."""
+
+    def __init__(self, reply):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.reply = reply
+        self.thread = threading.Thread(target=self.serve_one, daemon=True)
+        self.thread.start()
+
+    def serve_one(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            for i in range(100_000):  # bounded: perf2 --duration 1 asks far fewer
+                if not connection.recv(100):
+                    return
+                pieces = self.reply(i)
+                if pieces is None:
+                    return  # close: a dropped connection
+                for piece in pieces:
+                    connection.sendall(piece)
+                    time.sleep(0.001)  # apart, so that the client's one recv gets only the first
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(10)
+
+
+@pytest.mark.parametrize("reply, exit_code, text", [
+    (lambda i: [b"1", b"\n"], 0, None),  # a reply split in transit is read on to its newline
+    (lambda i: [b"1\n"] if i < 50 else [b"ERR busy\n"], 5, "server replied: ERR busy"),
+    (lambda i: [b"1\n"] if i < 50 else [b"2\n"], 7, "wrong reply b'2' to fib(1)"),
+    (lambda i: [b"1\n"] if i < 50 else None, 4, "by the server"),
+])
+def test_perf2_off_its_fast_path(reply, exit_code, text):
+    server = ScriptedServer(reply)
+    try:
+        result = run_client("perf2", "--port", server.port, "--duration", 1, "--json")
+    finally:
+        server.close()
+    if exit_code:
+        assert_one_line_error(result, exit_code, text)
+    else:
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout.strip().splitlines()[-1])["total"] > 0
+
+
 def test_bad_arguments_exit_2():
     for tool, args in (
         ("perf1", ["--count", 0]),
