@@ -60,7 +60,7 @@ class Role:
     after its stage starts (a long request, a late client), then closes its connection, or with
     hold, keeps it open and idle.
     """
-    key: str  # 'short', 'long': the user class is named EXPERIMENT_KEY
+    key: str  # 'perf2', 'long_request': its user class is CLAIM_KEY ('C6_long_request')
     strategy: object  # the server's strategy (module or name)
     n: int
     users: int = 1
@@ -121,7 +121,7 @@ class Experiment:
 
     @property
     def shape_name(self):
-        """The name Locust's UI lists it under: 'C6_convoy_on_threaded'."""
+        """The name Locust's UI lists it under: 'C6_the_convoy_on_threaded'."""
         slug = "".join(c if c.isalnum() else "_" for c in self.title.split(":", 1)[-1].strip())
         return f"{self.key}_{'_'.join(filter(None, slug.split('_')))}"
 
@@ -230,10 +230,10 @@ class LiveRun:
             return None
         start, end = self.window(stage)
         users = sum(role.count(self.settings) for role in loops)
-        rows = [row for name in dict.fromkeys(role.request_name for role in loops)
-                for row in self.seconds(name, start, end)]
-        seconds = len(rows) // len(dict.fromkeys(role.request_name for role in loops))
-        return sum(row[2] for row in rows) / 1e6 / (users * seconds) if seconds else None
+        by_name = [self.seconds(name, start, end) for name in dict.fromkeys(role.request_name for role in loops)]
+        seconds = len(by_name[0])  # one window: every name has the same seconds
+        busy_s = sum(row[2] for rows in by_name for row in rows) / 1e6
+        return busy_s / (users * seconds) if seconds else None
 
     def requests(self, role_key):
         """The one-shot requests of a role that have ended: [{'started_at', 'ended_at', 'succeeded'}]."""
@@ -247,9 +247,6 @@ class LiveRun:
         if experiment not in self.load:
             raise NotEnough(f"not enough data yet: the master has not measured {experiment}")
         return self.load[experiment]
-
-    def started(self, role_key):
-        return [r["started_at"] for r in self.once.get(role_key, {}).values() if "started_at" in r]
 
     def stage_done(self, stage, now):
         """Whether a stage has run its course at `now`."""
