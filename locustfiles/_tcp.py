@@ -302,6 +302,16 @@ class TcpUser(User):
     def keep_sending(self):
         self.send_requests()
 
+    def request_reported(self, message, **fields):
+        """One request, its start and its end sent to the master as they happen (custom message
+        `message`, with `fields`), for the users that ask once: a long request, a late client.
+        Returns whether it succeeded."""
+        send = self.environment.runner.send_message
+        send(message, {**fields, "started_at": time.time()})
+        succeeded = self.client.request(self.request_name, self.payload, self.expected_reply)
+        send(message, {**fields, "ended_at": time.time(), "succeeded": succeeded})
+        return succeeded
+
     def send_requests(self):
         """This user's requests, back to back or on the open-loop schedule, until Locust stops it."""
         request, wait_for_next_start = self.client.request, self.pacing.wait_for_next_start

@@ -17,7 +17,6 @@ The per-second counts are Locust's own (they are in PREFIX_stats_history.csv too
         --convoy-n 37 --convoy-delay 5 --csv results/convoy
 """
 import json
-import time
 
 import gevent
 from locust import constant, events
@@ -48,11 +47,8 @@ class LongRequestUser(FibUser):
         if self.long_request_sent:
             return
         self.long_request_sent = True
-        runner = self.environment.runner
         gevent.sleep(self.environment.parsed_options.convoy_delay)
-        runner.send_message(LONG_REQUEST_MESSAGE, {"name": self.request_name, "started_at": time.time()})
-        succeeded = self.client.request(self.request_name, self.payload, self.expected_reply)
-        runner.send_message(LONG_REQUEST_MESSAGE, {"ended_at": time.time(), "succeeded": succeeded})
+        self.request_reported(LONG_REQUEST_MESSAGE, name=self.request_name)
 
 
 class Timeline:

@@ -32,6 +32,7 @@ from locust.runners import STATE_INIT, STATE_STOPPED, MasterRunner, WorkerRunner
 import _latency
 from _tcp import FibUser, fib_request, parse_tcp_url
 
+from clients import common
 from lab import live
 from lab.experiments import live as live_forms
 from lab.store import write_atomic
@@ -80,6 +81,7 @@ class LiveUser(FibUser):
 
     abstract = True
     role: live.Role = None
+    asked = False  # a one-shot user's request has gone
 
     def request_for(self, options):
         _, payload, expected = fib_request(self.role.n)
@@ -91,15 +93,11 @@ class LiveUser(FibUser):
     def send_requests(self):
         if not self.role.once:
             return super().send_requests()
-        if getattr(self, "asked", False):
+        if self.asked:
             return None
         self.asked = True
-        runner, key = self.environment.runner, f"{id(self):x}@{socket.gethostname()}"
         gevent.sleep(self.role.once_after_s)
-        runner.send_message(ONCE_MESSAGE, {"role": self.role.key, "user": key, "started_at": time.time()})
-        succeeded = self.client.request(self.request_name, self.payload, self.expected_reply)
-        runner.send_message(ONCE_MESSAGE, {"role": self.role.key, "user": key, "ended_at": time.time(),
-                                           "succeeded": succeeded})
+        self.request_reported(ONCE_MESSAGE, role=self.role.key, user=f"{id(self):x}@{socket.gethostname()}")
         if not self.role.hold:  # a prefork child serves one connection until it closes
             self.client.close()
         return None
@@ -152,16 +150,19 @@ def python_build():
 
 
 def check_server(address):
-    """None if the server at NAME:PORT answers fib(10) right within CHECK_TIMEOUT_S, else why not."""
-    name, port = parse_tcp_url(address)
+    """None if the server at NAME:PORT answers fib(10) right within CHECK_TIMEOUT_S, else why not, in
+    the lab's clients' own words (clients.request is compose's health check)."""
     try:
-        with socket.create_connection((name, port), timeout=CHECK_TIMEOUT_S) as sock:
-            sock.settimeout(CHECK_TIMEOUT_S)
-            sock.sendall(b"10\n")
-            reply = sock.recv(100)
-    except OSError as error:
-        return f"{address} does not answer: {error.strerror or error}"
-    return None if reply == b"55\n" else f"{address} answered {reply[:40]!r} to fib(10)"
+        with common.FibConnection(*parse_tcp_url(address), CHECK_TIMEOUT_S) as connection:
+            common.check_fib_reply(10, connection.ask(b"10\n"))
+    except common.ClientError as error:
+        return f"{address} does not answer fib(10): {error}"
+    return None
+
+
+def connected_workers(runner):
+    """The ids of the master's workers that are not missing."""
+    return {worker.id for worker in runner.clients.all if worker not in runner.clients.missing}
 
 
 class Lab:
@@ -228,7 +229,7 @@ class Lab:
         self.notes = [(now, f"started {experiment.title}")]
         runner = self.environment.runner
         if isinstance(runner, MasterRunner):
-            self.workers_at_start = {w.id for w in runner.clients.all if w not in runner.clients.missing}
+            self.workers_at_start = connected_workers(runner)
             if not self.workers_at_start:
                 self.note("no worker is connected: nobody sends the experiment's requests")
         gevent.spawn(self.check_servers, experiment)
@@ -253,26 +254,26 @@ class Lab:
         if self.run is None:
             return
         if self.state == "running":  # stopped before its last stage ended
-            self.state = "partial"
             self.run.ended_at = time.time()
             elapsed = self.run.ended_at - self.run.started_at
             self.why_partial = self.why_partial or (f"stopped after {elapsed:.0f} s of about "
                                                     f"{self.run.experiment.planned_s:.0f} s")
             self.note(f"{self.run.experiment.key} {self.why_partial}")
-        elif self.why_partial:
-            self.state = "partial"
+        elif self.state == "final" and not self.why_partial and self.saved_to:
+            return  # ended by itself: the results writer, a test_stop listener before this one, saved it
+        self.state = "partial" if self.why_partial else self.state
         self.save(self.environment, None)
 
     def on_swarm_request(self):
         runner = self.environment.runner
-        if self.state == "running" and runner.state not in (STATE_STOPPED,):
+        if self.state == "running" and runner.state != STATE_STOPPED:
             self.note(f"Start pressed while {self.run.experiment.title} was running: ignored")
 
     def watch_workers(self):
         runner = self.environment.runner
         if self.state != "running" or not isinstance(runner, MasterRunner):
             return
-        present = {w.id for w in runner.clients.all if w not in runner.clients.missing}
+        present = connected_workers(runner)
         for gone in sorted(self.workers_at_start - present):
             self.note(f"worker {gone} dropped out {time.time() - self.run.started_at:.0f} s into the run")
             self.mark_partial(f"worker {gone} dropped out")
@@ -283,13 +284,12 @@ class Lab:
     def verdict(self):
         if self.run is None:
             return None
-        state = "partial" if self.why_partial else ("final" if self.state == "final" else self.state)
         row = self.run.experiment.judge(self.run, self.run.settings)
         failures = self.run.failures()
-        if failures and state != "partial":  # a failed request is a figure the server did not make
+        if failures and not self.why_partial:  # a failed request is a figure the server did not make
             errors = sorted(self.environment.stats.errors.values(), key=lambda e: -e.occurrences)
-            state = "partial"
             self.why_partial = f"{failures} requests failed" + (f", e.g. {errors[0].error}" if errors else "")
+        state = "partial" if self.why_partial else self.state
         return {**row, "state": state, "line": live.verdict_line(row, state), "why_partial": self.why_partial}
 
     def data(self):
