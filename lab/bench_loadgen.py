@@ -28,8 +28,6 @@ import math
 import multiprocessing
 import os
 import resource
-import select
-import signal
 import socket
 import statistics
 import subprocess
@@ -41,10 +39,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from lab import REPO
-from server.strategies import threaded
+from lab.bench import STARTUP_TIMEOUT_S, cpu_plan, pinned_to, start_server, stop
 
 LOCUSTFILE = REPO / "locustfiles" / "echo.py"
-STARTUP_TIMEOUT_S = 30
 # Locust's run is this much longer than the measurement at each end: the first and the last
 # whole-second buckets are partial (spawning, stopping) and left out.
 LOCUST_MARGIN_S = 2
@@ -74,41 +71,6 @@ def parse_args():
 def default_python():
     venv_python = REPO / ".venv" / "bin" / "python"
     return str(venv_python) if venv_python.exists() else sys.executable
-
-
-def cpu_plan():
-    """(server CPUs, load CPUs, description): split the CPUs this process may use."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None, f"only CPU {cpus[0]} available: server and load share it (no pinning)"
-    server, load = {cpus[0]}, set(cpus[1:])
-    return server, load, f"server pinned to CPU {cpus[0]}, loads (a) and (b) to CPU {','.join(map(str, cpus[1:]))}"
-
-
-def pinned_to(cpus):
-    """A preexec_fn that pins the child process to `cpus` (None: leave it alone)."""
-    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-
-
-def start_echo_server(cpus):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--strategy", threaded.NAME, "--handler", "echo", "--port", "0", "--quiet"],
-        cwd=REPO, stdout=subprocess.PIPE, preexec_fn=pinned_to(cpus), start_new_session=True)
-    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
-    line = proc.stdout.readline().decode() if ready else ""
-    if not line.startswith("listening on "):
-        stop(proc)
-        sys.exit(f"bench-loadgen: the echo server did not start: {line!r}")
-    return proc, int(line.rsplit(":", 1)[1])
-
-
-def stop(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 # ------------------------------------------------------------------------- measuring
@@ -248,13 +210,13 @@ def measure_locust_worker(args, port, cpus, workdir):
 def main():
     args = parse_args()
     payload = b"x" * (args.bytes - 1) + b"\n"
-    server_cpus, load_cpus, pinning = cpu_plan()
+    server_cpus, load_cpus, pinning = cpu_plan(load="loads (a) and (b)")
     server = None
     if args.port:
         port, pinning = args.port, f"server on 127.0.0.1:{args.port} (not started here, not pinned); " + \
             (f"loads pinned to CPU {','.join(map(str, sorted(load_cpus)))}" if load_cpus else "loads not pinned")
     else:
-        server, port = start_echo_server(server_cpus)
+        server, port = start_server("bench-loadgen", server_cpus, "--handler", "echo")
     print(f"bench-loadgen: echo server on 127.0.0.1:{port}; {pinning}")
     print(f"  {args.connections} connections, {args.bytes}-byte requests, {args.duration:g} s per run, "
           f"{args.rounds} rounds; Locust from {args.python}", flush=True)
