@@ -29,18 +29,19 @@ PROG = "lab run"
 console = Console(stderr=True)
 
 
-def dotenv(name):
-    """A setting from the environment, else from the repo's .env (the one compose reads)."""
-    if os.environ.get(name):
-        return os.environ[name]
+def dotenv_settings():
+    """{name: value} of the repo's .env (the one compose reads); {} without one."""
     try:
-        for line in (REPO / ".env").read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() == name and value.strip():
-                return value.strip()
+        lines = (REPO / ".env").read_text().splitlines()
     except OSError:
-        pass
-    return None
+        return {}
+    pairs = (line.partition("=") for line in lines if not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, sep, value in pairs if sep}
+
+
+def dotenv(name):
+    """A setting from the environment, else from the repo's .env; None if neither sets it."""
+    return os.environ.get(name) or dotenv_settings().get(name) or None
 
 
 def parse_args(argv):

@@ -21,10 +21,11 @@ import uuid
 
 import pytest
 
-from compose_text import dotenv, services as compose_services
+from compose_text import services as compose_services
 from conftest import REPO, clean_env, run
 from lab import compose as lab_compose
 from lab.pin import PROBE
+from lab.run import dotenv_settings
 
 UP_TIMEOUT_S = 240         # up --wait; about 20 s here
 
@@ -84,7 +85,7 @@ class Lab:
     def cpuset(self, service):
         """The cpuset compose gives the service in this lab: its variable from this env, else from .env."""
         variable = compose_services()[service]["cpuset"][0]
-        return self.env.get(variable) or dotenv()[variable]
+        return self.env.get(variable) or dotenv_settings()[variable]
 
     def containers(self):
         ids = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"],

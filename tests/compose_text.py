@@ -1,4 +1,4 @@
-"""compose.yaml and .env as their text says, without Docker: the cpuset variable, its default, the
+"""compose.yaml as its text says, without Docker: the cpuset variable, its default, the
 strategy and the published port's suffix of every service. Just enough YAML for this file's own
 layout (top-level anchors, two-space services, `<<:` merges); the docker tests check the same values
 through `docker compose config`."""
@@ -10,13 +10,6 @@ CPUSET = re.compile(r'^\s+cpuset:\s*"\$\{(\w+):-([^}]*)\}"')
 MERGE = re.compile(r"^\s+<<:\s*\[?([^\]#]*)\]?")
 STRATEGY = re.compile(r"--strategy\s+([\w-]+)")
 PORT_SUFFIX = re.compile(r"\$\{LAB_PORT_PREFIX:-\d+\}(\d+):25000")
-
-
-def dotenv():
-    """{name: value} of .env's settings."""
-    pairs = (line.split("=", 1) for line in (REPO / ".env").read_text().splitlines()
-             if "=" in line and not line.lstrip().startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def blocks():

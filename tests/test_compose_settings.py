@@ -4,7 +4,7 @@ import pytest
 
 from lab import live
 
-from compose_text import dotenv, services
+from compose_text import services
 from lab import run as runner
 from lab.cpusets import parse_cpuset
 from server import strategies
@@ -29,7 +29,7 @@ def test_every_service_is_pinned_by_its_strategys_multicore():
 
 
 def test_compose_env_and_runner_have_the_same_cpuset_defaults(monkeypatch):
-    env = dotenv()
+    env = runner.dotenv_settings()
     for variable in RUNNER_OPTIONS.values():
         monkeypatch.delenv(variable, raising=False)
     defaults = runner.parse_args([])
@@ -47,7 +47,7 @@ def test_compose_env_and_runner_have_the_same_cpuset_defaults(monkeypatch):
 
 def test_the_default_pool_has_two_cpus_so_two_workers():
     """A pool or prefork server starts one worker per CPU it may use (server/__main__.py): on 0-1, two."""
-    assert len(parse_cpuset(dotenv()["LAB_POOL_CPUS"])) == 2
+    assert len(parse_cpuset(runner.dotenv_settings()["LAB_POOL_CPUS"])) == 2
 
 
 def test_the_published_ports_are_one_block_in_compose_order():
