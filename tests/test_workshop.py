@@ -36,7 +36,7 @@ def open_lab_view(driver, lab):
 
 def run_experiment(driver, lab, claim_id):
     """Pick the claim's experiment in the Lab view, press Start, wait for it to end by itself; return
-    (the verdict element's data, the measured text, the status text)."""
+    (the verdict element's state, verdict and text; the measured text)."""
     from selenium.webdriver.support.ui import Select
 
     Select(driver.find_element("id", "experiment")).select_by_value(shape(claim_id))
