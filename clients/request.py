@@ -18,7 +18,8 @@ output:
   line 1: the server's reply, for example 102334155
   line 2: 'elapsed S s', from just before connecting to the reply (time.perf_counter)
   with --json, a last line with one JSON object:
-    tool, host, port, n (as sent), reply, elapsed_s, started_at, ended_at (epoch seconds)
+    tool, host, port, n (as sent), reply, elapsed_s, started_at (before connecting), sent_at (connected,
+    just before the send), ended_at (epoch seconds)
 """
 
 
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
     started_at = common.epoch_now()
     start = time.perf_counter()
     with common.FibConnection(args.host, args.port, args.timeout) as connection:
+        sent_at = common.epoch_now()  # connected: the request leaves now (on a busy CPU, well after started_at)
         reply = connection.ask(payload)
     elapsed = time.perf_counter() - start
     ended_at = common.epoch_now()
@@ -57,6 +59,7 @@ def main(argv=None) -> int:
                 "reply": reply_text,
                 "elapsed_s": elapsed,
                 "started_at": started_at,
+                "sent_at": sent_at,
                 "ended_at": ended_at,
             }
         )

@@ -7,9 +7,16 @@ number of connections, the same payload and the same duration, it measures in tu
   (b) one Locust worker process running the lab's TCP user (locustfiles/echo.py), driven by a
       headless master;
 and prints the request rate of each and the ratio b/a. The lab wants b/a >= 0.9, so that what it
-measures is the server and not Locust. A shared machine drifts: every round measures (a) and (b)
-back to back (in alternating order: a b, b a, ...) and the result is the median of the rounds'
-ratios.
+measures is the server and not Locust. Each round also runs
+  (c) the same worker with locustfiles/_no_io.py: the echo user's loop and request event with no
+      socket, so its CPU per request is Locust's own accounting (and the lab's HDR recorder);
+and says what share of (b)'s CPU per request that floor is. --profile samples one more (b) run
+with py-spy and says where the worker's time went: gevent's hub, the socket calls, Locust, the
+lab's own code. --processes N runs (b) as Locust's --processes N, to see the rate grow with the
+load's CPUs until the server is the limit (it cannot grow on a single load CPU).
+
+A shared machine drifts: every round measures (a) and (b) back to back (in alternating order:
+a b, b a, ...) and the result is the median of the rounds' ratios.
 
 With 2 or more CPUs the server runs on the first CPU and both loads on the others (sched_setaffinity),
 as in the lab's compose defaults; the output says which.
@@ -23,6 +30,7 @@ load's CPU is the limit.
 """
 
 import argparse
+import collections
 import json
 import math
 import multiprocessing
@@ -38,10 +46,13 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import psutil
+
 from lab import REPO
 from lab.bench import STARTUP_TIMEOUT_S, cpu_plan, pinned_to, start_server, stop
 
 LOCUSTFILE = REPO / "locustfiles" / "echo.py"
+NO_IO_LOCUSTFILE = REPO / "locustfiles" / "_no_io.py"
 # Locust's run is this much longer than the measurement at each end: the first and the last
 # whole-second buckets are partial (spawning, stopping) and left out.
 LOCUST_MARGIN_S = 2
@@ -61,10 +72,16 @@ def parse_args():
                         help="use the echo server already listening on 127.0.0.1:PORT (default: start one)")
     parser.add_argument("--python", default=default_python(),
                         help="the Python that has Locust installed (default: %(default)s)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="Locust worker processes in (b) (Locust's own --processes: the worker forks N "
+                             "processes, the users spread over them); (a) keeps its threads (default: %(default)s)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the rounds, one more (b) run sampled by py-spy, and where the worker's time "
+                             "went: Locust, gevent's hub, the socket calls, the lab's own code")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
-    if args.connections < 1 or args.duration < 2 or args.rounds < 1 or args.bytes < 1:
-        parser.error("--connections, --rounds and --bytes must be >= 1, --duration >= 2")
+    if args.connections < 1 or args.duration < 2 or args.rounds < 1 or args.bytes < 1 or args.processes < 1:
+        parser.error("--connections, --rounds, --bytes and --processes must be >= 1, --duration >= 2")
     return args
 
 
@@ -86,9 +103,16 @@ def process_cpu_seconds():
 
 
 def cpu_seconds_of(pid):
-    """utime + stime of another process, from /proc/PID/stat (fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of another process and of its children (Locust's --processes forks), from /proc."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:  # a child that just ended
+            continue
+        total += times.user + times.system
+    return total
 
 
 class CpuSampler(threading.Thread):
@@ -105,7 +129,7 @@ class CpuSampler(threading.Thread):
                 return
             try:
                 self.samples[second] = cpu_seconds_of(self.pid)
-            except (FileNotFoundError, ProcessLookupError):
+            except psutil.NoSuchProcess:
                 return
 
 
@@ -162,13 +186,15 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def measure_locust_worker(args, port, cpus, workdir):
-    locust = [args.python, "-m", "locust", "-f", str(LOCUSTFILE), "--echo-bytes", str(args.bytes)]
+def measure_locust_worker(args, port, cpus, workdir, locustfile=LOCUSTFILE, while_running=None):
+    """One headless run of `locustfile` in --processes worker processes; while_running(worker pid), if
+    given, is called once the users run."""
+    locust = [args.python, "-m", "locust", "-f", str(locustfile), "--echo-bytes", str(args.bytes)]
     master_port = free_port()
     prefix = Path(workdir) / f"locust-{time.monotonic_ns()}"
     run_time = int(args.duration + 2 * LOCUST_MARGIN_S + 0.999)
     master = subprocess.Popen(
-        [*locust, "--master", "--headless", "--expect-workers", "1", "-u", str(args.connections),
+        [*locust, "--master", "--headless", "--expect-workers", str(args.processes), "-u", str(args.connections),
          "-r", str(args.connections * 100), "-t", f"{run_time}s", "--host", f"tcp://127.0.0.1:{port}",
          "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
          "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"],
@@ -176,12 +202,15 @@ def measure_locust_worker(args, port, cpus, workdir):
         start_new_session=True)
     worker = subprocess.Popen(
         [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port),
-         "--loglevel", "WARNING"],
+         *(["--processes", str(args.processes)] if args.processes > 1 else []), "--loglevel", "WARNING"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pinned_to(cpus),
         start_new_session=True)
     worker_cpu = CpuSampler(worker.pid)
     worker_cpu.start()
     try:
+        if while_running is not None:
+            time.sleep(LOCUST_MARGIN_S + 1)
+            while_running(worker.pid)
         _, errors = master.communicate(timeout=run_time + STARTUP_TIMEOUT_S)
         worker.wait(timeout=10)
     finally:
@@ -205,6 +234,72 @@ def measure_locust_worker(args, port, cpus, workdir):
     return Measurement(requests / len(measured), cpu / requests * 1e6)
 
 
+# ------------------------------------------------------------------------- where (b)'s time goes
+
+PROFILE_S = 4
+# Where a py-spy sample's innermost frame is, by the file it is in; the lab's socket calls apart.
+SOCKET_CALLS = ("self.sock.send(", "self.sock.recv(")
+
+
+def profile_locust_worker(args, port, cpus, workdir):
+    """py-spy's samples of one (b) run's worker, counted by where the innermost frame is."""
+    py_spy = Path(args.python).parent / "py-spy"
+    if not py_spy.exists():
+        sys.exit(f"bench-loadgen: --profile needs py-spy next to {args.python} (requirements/bench.txt)")
+    raw = Path(workdir) / "profile.txt"
+
+    def record(pid):
+        proc = subprocess.run([str(py_spy), "record", "--pid", str(pid), "--duration", str(PROFILE_S),
+                               "--rate", "500", "--format", "raw", "--full-filenames", "--output", str(raw), "--nonblocking",
+                               *(["--subprocesses"] if args.processes > 1 else [])],
+                              capture_output=True, text=True, timeout=PROFILE_S + 30)
+        if proc.returncode != 0:
+            sys.exit(f"bench-loadgen: py-spy failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+
+    measure_locust_worker(args, port, cpus, workdir, while_running=record)
+    return samples_by_place(raw.read_text())
+
+
+def samples_by_place(raw_text):
+    """{place: samples} of py-spy's raw (collapsed) stacks: the innermost frame's library, or the lab's
+    code with its socket calls counted apart."""
+    places = collections.Counter()
+    for line in raw_text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]  # 'function (path/file.py:line)'
+        location = leaf.rpartition("(")[2].rstrip(")")
+        path, _, line_number = location.rpartition(":")
+        places[place_of(path, line_number)] += int(count)
+    return places
+
+
+def place_of(path, line_number):
+    if "/gevent/" in path:
+        return "gevent's hub and libev (waiting, switching greenlets)"
+    if "/locust/" in path:
+        return "Locust (its statistics, events, runner)"
+    if "/locustfiles/" in path or "/lab/" in path:
+        try:
+            text = Path(path).read_text().splitlines()[int(line_number) - 1]
+        except (OSError, ValueError, IndexError):
+            text = ""
+        return "the socket calls (send, recv)" if any(call in text for call in SOCKET_CALLS) else "the lab's own code"
+    if "/hdrh/" in path:
+        return "HdrHistogram (encoding reports)"
+    return "other (zmq, the standard library, ...)"
+
+
+def workers_text(processes):
+    return "one Locust worker" if processes == 1 else f"Locust worker, {processes} processes,"
+
+
+def print_profile(places):
+    total = sum(places.values())
+    print(f"where the Locust worker's time went (py-spy, {total} samples of a {PROFILE_S} s (b) run):")
+    for place, count in places.most_common():
+        print(f"  {count / total:6.1%}  {place}")
+
+
 # ------------------------------------------------------------------------- the run
 
 def main():
@@ -220,7 +315,7 @@ def main():
     print(f"bench-loadgen: echo server on 127.0.0.1:{port}; {pinning}")
     print(f"  {args.connections} connections, {args.bytes}-byte requests, {args.duration:g} s per run, "
           f"{args.rounds} rounds; Locust from {args.python}", flush=True)
-    bare, locust = [], []
+    bare, locust, floor = [], [], []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as workdir:
             for round_number in range(1, args.rounds + 1):
@@ -230,27 +325,35 @@ def main():
                         bare.append(measure_bare_loop(args, port, payload, load_cpus))
                     else:
                         locust.append(measure_locust_worker(args, port, load_cpus, workdir))
+                floor.append(measure_locust_worker(args, port, load_cpus, workdir, NO_IO_LOCUSTFILE))
                 print(f"  round {round_number}: (a) bare loop {bare[-1].rate:6.0f} req/s, "
-                      f"{bare[-1].cpu_us_per_request:4.1f} µs CPU/request   (b) Locust worker "
+                      f"{bare[-1].cpu_us_per_request:4.1f} µs CPU/request   (b) {workers_text(args.processes)} "
                       f"{locust[-1].rate:6.0f} req/s, {locust[-1].cpu_us_per_request:4.1f} µs CPU/request   "
-                      f"b/a {locust[-1].rate / bare[-1].rate:.2f}", flush=True)
+                      f"b/a {locust[-1].rate / bare[-1].rate:.2f}   (c) no I/O {floor[-1].rate:6.0f} req/s, "
+                      f"{floor[-1].cpu_us_per_request:4.1f} µs CPU/request", flush=True)
+            places = profile_locust_worker(args, port, load_cpus, workdir) if args.profile else None
     finally:
         if server is not None:
             stop(server)
     ratios = [b.rate / a.rate for a, b in zip(bare, locust)]
     ratio = statistics.median(ratios)
-    bare_cpu = statistics.median(a.cpu_us_per_request for a in bare)
-    locust_cpu = statistics.median(b.cpu_us_per_request for b in locust)
+    bare_cpu, locust_cpu, floor_cpu = (statistics.median(m.cpu_us_per_request for m in side)
+                                       for side in (bare, locust, floor))
     print(f"median: (a) bare loop {statistics.median(a.rate for a in bare):.0f} req/s, {bare_cpu:.1f} µs CPU/request; "
-          f"(b) one Locust worker {statistics.median(b.rate for b in locust):.0f} req/s, {locust_cpu:.1f} µs CPU/request")
+          f"(b) {workers_text(args.processes)} {statistics.median(b.rate for b in locust):.0f} req/s, "
+          f"{locust_cpu:.1f} µs CPU/request; "
+          f"(c) Locust with no I/O {statistics.median(c.rate for c in floor):.0f} req/s, {floor_cpu:.1f} µs CPU/request")
     print(f"b/a = {ratio:.2f} (median of the rounds' ratios; target >= 0.9); "
           f"CPU per request a/b = {bare_cpu / locust_cpu:.2f} (the ratio when the load's CPU is the limit)")
+    print(f"Locust's own accounting per request (c) is {floor_cpu / locust_cpu:.0%} of (b)'s CPU per request")
+    if places:
+        print_profile(places)
     if args.json:
-        print(json.dumps({"connections": args.connections, "duration_s": args.duration, "bytes": args.bytes,
+        print(json.dumps({"connections": args.connections, "processes": args.processes, "profile": places, "duration_s": args.duration, "bytes": args.bytes,
                           "pinning": pinning, "bare": [a._asdict() for a in bare],
-                          "locust": [b._asdict() for b in locust], "ratio": ratio,
-                          "cpu_per_request_ratio": bare_cpu / locust_cpu}))
-
+                          "locust": [b._asdict() for b in locust], "no_io": [c._asdict() for c in floor],
+                          "ratio": ratio, "cpu_per_request_ratio": bare_cpu / locust_cpu,
+                          "no_io_share": floor_cpu / locust_cpu}))
 
 if __name__ == "__main__":
     main()

@@ -10,8 +10,9 @@ from rich.console import Console
 
 from lab import across_pythons
 from lab.document import CHANGED, Heading, Paragraph, Table, to_markdown, to_terminal
-from lab.experiment import rate
-from lab.record import environment_rows, load_run, one_line_errors, verdict_label
+from lab.experiment import CLIENT_LIMITED_RULE, rate
+from lab.experiments import loopback_floor
+from lab.record import RunView, environment_rows, load_run, one_line_errors, verdict_label
 from lab.store import write_atomic
 
 PROG = "lab compare"
@@ -19,7 +20,8 @@ MARK = "◀"  # marks, in the text too (Markdown shows no colour), a row that di
 MOVED = 0.10  # a figure whose B/A is off 1 by more than this is marked
 
 
-def show(value, unit):
+def show(value, unit, ceiling=None):
+    """A figure in words; a perf2 rate given its run's perf2 client ceiling says if it is client-limited."""
     if value is None:
         return "n/a"
     if unit == "s":
@@ -29,7 +31,7 @@ def show(value, unit):
     if unit == "x":
         return f"x{value:.2f}"
     if unit == "req/s":
-        return rate(value)
+        return rate(value, ceiling)
     if isinstance(value, int):
         return f"{value:,}" + (f" {unit}" if unit else "")
     return (f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}") + (f" {unit}" if unit else "")
@@ -42,8 +44,9 @@ def ratio(a, b):
     return b / a
 
 
-def figures_table(a, b):
-    """Every stored figure of the cells that ran in both runs, with B/A; then the cells that did not."""
+def figures_table(a, b, ceilings=(None, None)):
+    """Every stored figure of the cells that ran in both runs, with B/A; then the cells that did not.
+    ceilings: each run's perf2 client ceiling, against which its perf2 rates are read."""
     table = Table(["cell", "figure", "A", "B", "B/A", ""], [], [])
     elsewhere = []
     for cell_id in [*a["cells"], *(c for c in b["cells"] if c not in a["cells"])]:
@@ -56,9 +59,10 @@ def figures_table(a, b):
         b_figures = {figure: value for figure, value, _ in cell_b.get("figures") or []}
         for figure, value_a, unit in cell_a.get("figures") or []:
             value_b = b_figures.get(figure)
+            ceiling_a, ceiling_b = ceilings if loopback_floor.is_perf2_rate(cell_a, unit) else (None, None)
             r = ratio(value_a, value_b)
             moved = r is not None and not 1 - MOVED <= r <= 1 + MOVED
-            table.rows.append([name, figure, show(value_a, unit), show(value_b, unit),
+            table.rows.append([name, figure, show(value_a, unit, ceiling_a), show(value_b, unit, ceiling_b),
                                "–" if r is None else f"{r:.2f}", MARK if moved else ""])
             table.classes.append([CHANGED if moved else None] * 6)
             name = ""  # the cell's name once, on its first row
@@ -108,13 +112,15 @@ def verdict_text(row):
 
 def build(run_a, run_b):
     a, b = run_a.record, run_b.record
-    figures, elsewhere = figures_table(a, b)
+    ceilings = (RunView(run_a).perf2_ceiling(), RunView(run_b).perf2_ceiling())
+    figures, elsewhere = figures_table(a, b, ceilings)
     verdicts, changed = claims_table(a, b)
     blocks = [
         Heading(f"Comparison: A = {a['run_id']}, B = {b['run_id']}", 1),
         Paragraph(f"A: {a['status']}, {a['settings'].get('mode')} mode. B: {b['status']}, "
                   f"{b['settings'].get('mode')} mode. {MARK} marks an environment row that differs and a figure "
-                  f"whose B/A is off 1 by more than {MOVED:.0%}."),
+                  f"whose B/A is off 1 by more than {MOVED:.0%}."
+                  + (f" {CLIENT_LIMITED_RULE}" if any(ceilings) else "")),
         Heading("Environment"), environment_table(a, b),
         Heading("Key figures of the cells that ran in both"), figures,
     ]

@@ -134,11 +134,16 @@ class Lab:
             code, out, err = self.run_alone(python, argv, timeout)
         else:
             code, out, err = self.exec_load(argv, timeout, on_line)
-        records = [line for line in out.splitlines() if line.startswith("{")]
-        if code != 0 or not records:
-            lines = err.strip().splitlines() or out.strip().splitlines() or [""]
-            raise RuntimeError(f"clients.{module} exited {code}: {lines[-1].strip()}")
-        return json.loads(records[-1])
+        return client_record(module, code, out, err)
+
+
+def client_record(module, code, out, err):
+    """The JSON record a client printed last; its last line of error if it failed or printed none."""
+    records = [line for line in out.splitlines() if line.startswith("{")]
+    if code != 0 or not records:
+        lines = err.strip().splitlines() or out.strip().splitlines() or [""]
+        raise RuntimeError(f"clients.{module} exited {code}: {lines[-1].strip()}")
+    return json.loads(records[-1])
 
 
 class Server:
@@ -197,6 +202,15 @@ class Server:
             self.stats.append({"t": time.time(),
                                "cpu_total_ns": sample.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage"),
                                "memory_bytes": sample.get("memory_stats", {}).get("usage")})
+
+    def run_client(self, module, *args, timeout):
+        """Run `python -m clients.MODULE ARGS` in this server's container, on its CPUs and its Python,
+        and return the JSON record it prints last: how the machine treats the server's own CPUs."""
+        code, output = self.container.exec_run(
+            ["timeout", "-s", "KILL", str(int(timeout) + 1), "python", "-m", f"clients.{module}", *map(str, args)],
+            demux=True)
+        out, err = ((part or b"").decode(errors="replace") for part in output)
+        return client_record(module, code, out, err)
 
     def process_status(self):
         """Threads, resident and virtual size (KiB) of the server process, read inside its container."""

@@ -147,11 +147,14 @@ class Context:
         self.run.save_raw(cell.id, "docker_stats.json", {"strategy": cell.strategy, "cpus": cpus,
                                                          "python": cell.python, "samples": server.stats})
 
-    def client(self, cell, name, module, *args, timeout, on_line=None, python=None):
+    def client(self, cell, name, module, *args, timeout, on_line=None, python=None, on=None):
         """clients.MODULE in the load container, its JSON record saved as the cell's raw file NAME.json;
         with python, in a container of that Python's image (the GIL and memory experiments measure
-        the interpreter itself)."""
-        record = self.lab.run_client(module, *args, "--json", timeout=timeout, on_line=on_line, python=python)
+        the interpreter itself); with on=server, in that server's container, on its CPUs."""
+        if on is not None:
+            record = on.run_client(module, *args, "--json", timeout=timeout)
+        else:
+            record = self.lab.run_client(module, *args, "--json", timeout=timeout, on_line=on_line, python=python)
         self.run.save_raw(cell.id, f"{name}.json", record)
         return record
 
@@ -179,9 +182,31 @@ class Background(threading.Thread):
         return self.result
 
 
-def rate(x):
-    """A request rate in words: '2,035 req/s', 'n/a'."""
-    return "n/a" if x is None else f"{x:,.0f} req/s"
+# A perf2 rate within 20% of what the perf2 client itself can do on the load CPUs (its loop against a
+# trivially fast server, measured by the loopback floor cell) may be the client's limit, not the server's.
+CLIENT_LIMITED = 0.8
+CLIENT_LIMITED_RULE = (f"A perf2 rate at {CLIENT_LIMITED:.0%} or more of the perf2 client's ceiling (its own loop "
+                       "against a trivially fast server on the load CPUs, measured in the same run) is marked "
+                       "client-limited: the client may have set it, not the server.")
+
+
+def client_limited(rate_per_s, ceiling_per_s):
+    """Whether a perf2 rate is client-limited: CLIENT_LIMITED of its run's perf2 client ceiling or more.
+    Never without a ceiling: a run that did not measure one (older runs) marks nothing."""
+    return bool(rate_per_s and ceiling_per_s) and rate_per_s >= CLIENT_LIMITED * ceiling_per_s
+
+
+def client_limit_note(rate_per_s, ceiling_per_s):
+    """' (client-limited: 93% of the perf2 client's ceiling)' after a client-limited perf2 rate, else ''."""
+    if not client_limited(rate_per_s, ceiling_per_s):
+        return ""
+    return f" (client-limited: {rate_per_s / ceiling_per_s:.0%} of the perf2 client's ceiling)"
+
+
+def rate(x, ceiling=None):
+    """A request rate in words: '2,035 req/s', 'n/a'. A perf2 rate given its run's perf2 client ceiling
+    says so if it is client-limited."""
+    return "n/a" if x is None else f"{x:,.0f} req/s" + client_limit_note(x, ceiling)
 
 
 def pct(x):

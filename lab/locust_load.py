@@ -16,7 +16,7 @@ LOCUSTFILES = "/app/locustfiles"
 USER_CLASS = {"perf1": "Perf1User"}
 HTTP_TIMEOUT_S = 10
 START_TIMEOUT_S = 30
-LIVE_MIN_WINDOW_S = 7
+LIVE_MIN_WINDOW_S = 4
 HEADLESS_WORKERS = 2
 MASTER_PORT = 5557
 
@@ -74,7 +74,8 @@ class LiveLocust:
         try:
             self._wait_for_requests(users)  # every user connected and answered: count from here
             self._call("post", "/stats/reset")
-            # Workers report to the master every 3 s: a window shorter than two reports sees nothing.
+            # Workers report to the master every 3 s: a window longer than one interval (and its jitter)
+            # sees at least one report of this phase, whose requests all ran with `users` users.
             seconds = max(seconds, LIVE_MIN_WINDOW_S)
             time.sleep(seconds)
             stats = self._call("get", "/stats/requests").json()

@@ -97,6 +97,11 @@ class RunView:
         result = self.result(cell)
         return result["measurements"] if result and result.get("status") == "ok" else None
 
+    def perf2_ceiling(self):
+        """The perf2 client's own ceiling on the load CPUs, in req/s: the loopback floor cell's, measured once
+        per run and so the same in every Python's part; None for a run that did not measure it."""
+        return (self.measurements(self.find("loopback_floor")) or {}).get("perf2_ceiling_per_s")
+
     def raw(self, cell, name):
         """A raw JSON file of the cell, or None if it is absent or unreadable."""
         try:

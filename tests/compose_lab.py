@@ -108,6 +108,12 @@ class Lab:
         info["procs"] = [p for p in info["procs"] if not p["name"].startswith("runc:")]
         return info
 
+    def parallelism(self, service):
+        """clients.cpu_parallelism in the service's container, on its CPUs: two bare fib processes over one
+        (about 1 on two free CPUs, near 2 while another job holds one)."""
+        proc = self.compose("exec", "-T", service, "python", "-m", "clients.cpu_parallelism", "--json", timeout=60)
+        return json.loads(proc.stdout.strip().splitlines()[-1])["ratio"]
+
     def ui(self, path, data=None, timeout=10):
         url = f"http://127.0.0.1:{self.ui_port}{path}"
         body = urllib.parse.urlencode(data).encode() if data is not None else None

@@ -23,7 +23,8 @@ import pytest
 import clients
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ("perf1", "perf2", "request", "gil_stall", "thread_memory", "recursion_depth")
+TOOLS = ("perf1", "perf2", "request", "loopback_floor", "gil_stall", "thread_memory", "recursion_depth",
+         "cpu_parallelism")
 
 # fib(34) takes about 0.45 s here: several 0.1 s buckets of perf2 fall wholly inside it.
 LONG_FIB_N = 34
@@ -186,7 +187,7 @@ def test_request_prints_the_reply_and_its_time(fib_server):
     record, lines = json_run("request", *server_address(fib_server), 20)
     assert lines[0] == "6765" == record["reply"]
     assert lines[1].startswith("elapsed ")
-    assert record["ended_at"] >= record["started_at"] and record["elapsed_s"] > 0
+    assert record["started_at"] <= record["sent_at"] <= record["ended_at"] and record["elapsed_s"] > 0
 
 
 # ---------------------------------------------------------------- the claims
@@ -453,12 +454,33 @@ def test_hold_connections_counts_the_clients_served_at_once(start_server):
     assert results["sequential"]["served"] == 1  # C1: only the first connection is served
 
 
-def test_loopback_floor_measures_a_rate():
+def test_loopback_floor_measures_the_floor_and_the_perf2_client_ceiling():
     proc = subprocess.run([sys.executable, "-m", "clients.loopback_floor", "--duration", "0.5", "--json"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout.splitlines()[-1])
     assert record["total"] > 100 and abs(record["rate_per_s"] - record["total"] / record["duration_s"]) < 1e-6
+    assert record["perf2_total"] > 100  # perf2's own loop: every echo was fib(1)'s reply, or it would have failed
+    assert abs(record["perf2_ceiling_per_s"] - record["perf2_total"] / record["perf2_duration_s"]) < 1e-6
+    assert record["duration_s"] >= 0.25 and record["perf2_duration_s"] >= 0.25  # half of --duration each
+
+
+def cpu_parallelism(*cpus):
+    """clients.cpu_parallelism's record, run on those CPUs only."""
+    proc = subprocess.run(["taskset", "-c", ",".join(map(str, cpus)), sys.executable, "-m", "clients.cpu_parallelism",
+                           "--n", "20", "--duration", "0.3", "--json"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_cpu_parallelism_sees_two_processes_share_one_cpu():
+    record = cpu_parallelism(0)
+    assert record["cpus"] == [0] and record["one_s"] > 0
+    # Two processes on one CPU each get half of it, whatever else the machine does (a busy machine
+    # only slows both phases): about x2, never near x1.
+    assert 1.6 < record["ratio"] < 2.6, record
+    assert abs(record["ratio"] - record["two_s"] / record["one_s"]) < 1e-9
 
 
 # ---------------------------------------------------------------- python -m clients NAME SERVICE (compose's clients service)

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO, run, unavailable
+from lab.experiments import perf1
 from lab.pythons import image
 from lab.record import verdict_label
 from test_runner import lab_run, only_run
@@ -133,12 +134,29 @@ def test_free_threaded_perf1_does_not_double_where_the_gil_build_does(python_ima
     pythons = record["environment"]["pythons"]
     assert pythons[FREE_THREADED]["free_threaded"] and not pythons[FREE_THREADED]["gil_enabled"]
     assert not pythons[GIL_BUILD]["free_threaded"]
-    ratio = {python: record["cells"][f"{python}/perf1/threaded"]["measurements"]["ratio"]
-             for python in (GIL_BUILD, FREE_THREADED)}
-    assert ratio[FREE_THREADED] < 1.4, ratio
-    assert ratio[FREE_THREADED] < ratio[GIL_BUILD] - 0.4, ratio
-    verdicts = {verdict_label(row): row["verdict"] for row in record["claims"]}
-    assert verdicts[f"C4 on {GIL_BUILD}"] == "reproduced" and verdicts[f"C4 on {FREE_THREADED}"] == "not reproduced"
+    cells = {python: record["cells"][f"{python}/perf1/threaded"]["measurements"] for python in (GIL_BUILD, FREE_THREADED)}
+    ratio = {python: m["ratio"] for python, m in cells.items()}
+    # Judged against what the machine gave two bare processes on the same CPUs in the same cell
+    # (parallel_ratio: 1 on two free CPUs, more while another job holds one): near parallel, and well
+    # below the GIL build's doubling. On two free CPUs these are the bounds 1.4 and GIL - 0.4.
+    verdicts = {verdict_label(row): row for row in record["claims"]}
+    if any(perf1.starved(m) for m in cells.values()):
+        # Another job held the CPUs in every attempt: no build's parallelism can be judged, and the lab says so.
+        starved = [python for python, m in cells.items() if perf1.starved(m)]
+        for python in starved:
+            row = verdicts[f"C4 on {python}"]
+            assert cells[python]["attempts"] == perf1.ATTEMPTS and row["verdict"] == "not run", row
+            assert "another job held the server's CPUs" in row["measured"], row
+        print(f"starved in every attempt on {starved}: {cells}")
+    else:
+        parallel = max(1.0, cells[FREE_THREADED]["parallel_ratio"])
+        machine = (f"two bare processes on the server's CPUs took x{parallel:.2f} of one's time "
+                   f"(in {cells[FREE_THREADED]['attempts']} attempt(s); 1.0 on two free CPUs)")
+        assert ratio[FREE_THREADED] < parallel + 0.4 * (2 - parallel), (ratio, machine)
+        assert ratio[FREE_THREADED] < ratio[GIL_BUILD] - 0.4 * (2 - parallel), (ratio, machine)
+        assert verdicts[f"C4 on {GIL_BUILD}"]["verdict"] == "reproduced", (verdicts[f"C4 on {GIL_BUILD}"], machine)
+        assert verdicts[f"C4 on {FREE_THREADED}"]["verdict"] == "not reproduced", (verdicts[f"C4 on {FREE_THREADED}"],
+                                                                                   machine)
     report = subprocess.run([sys.executable, "-m", "lab", "report", str(run_dir)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr

@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
-from lab import compare, report
+from lab import compare, experiments, report
 from lab.document import Image, to_html, to_markdown
-from lab.record import load_run
+from lab.experiment import client_limit_note, client_limited
+from lab.record import RunView, load_run
 from conftest import REPO
 from test_claims import BEFORE, NOW, OLDER
 
@@ -158,8 +159,8 @@ def test_a_failed_cell_is_listed_with_its_error_and_its_plot_says_not_run(tmp_pa
     assert "<summary>perf1/threaded: traceback</summary>" in page
 
 
-def test_a_run_over_several_pythons_has_the_table_across_them_and_a_section_each(tmp_path):
-    run_dir = copy_of(NOW, tmp_path)
+def over_two_pythons(run_dir):
+    """Make the run in run_dir a run over 3.13 and 3.13t, the same cells on each, the loopback floor shared."""
 
     def two_pythons(record):
         cells = {}
@@ -178,6 +179,11 @@ def test_a_run_over_several_pythons_has_the_table_across_them_and_a_section_each
         record["claims"] = [{**row, "python": python} for python in ("3.13", "3.13t") for row in record["claims"]]
 
     edit_record(run_dir, two_pythons)
+
+
+def test_a_run_over_several_pythons_has_the_table_across_them_and_a_section_each(tmp_path):
+    run_dir = copy_of(NOW, tmp_path)
+    over_two_pythons(run_dir)
     markdown = markdown_of(run_dir)
     across = markdown_table(markdown, "| Python | build |")
     assert [row[:2] for row in across] == [["3.13", "CPython 3.13.5, GIL"],
@@ -185,6 +191,81 @@ def test_a_run_over_several_pythons_has_the_table_across_them_and_a_section_each
     assert across[0][2].endswith(": doubles") and ", x1.00 of 3.13's" in across[1][3]
     assert "## Python 3.13t: CPython 3.13.5 free-threaded, GIL disabled" in markdown
     assert "3.13t_perf1" in captions(markdown) and "C4 on 3.13t" in markdown
+
+
+CLIENT_LIMITED = "client-limited"
+CEILING_TABLE = "| cell | figure | perf2 rate |"
+
+
+def with_ceiling(tmp_path, ceiling, name="run"):
+    """A copy of the NOW fixture whose loopback floor cell measured the perf2 client's ceiling too, as a
+    run does now (NOW's convoy/threaded rate before the long request is 5,906 req/s, process-pool's 1,305)."""
+    run_dir = copy_of(NOW, tmp_path, name)
+
+    def measured(record):
+        floor = record["cells"]["loopback_floor"]
+        floor["measurements"]["perf2_ceiling_per_s"] = ceiling
+        floor["figures"] = experiments.figures(floor)
+
+    edit_record(run_dir, measured)
+    return run_dir
+
+
+def ceiling_rows(markdown):
+    """{(cell, figure): perf2 rate} of the report's table of perf2 rates against the client's ceiling."""
+    return {(cell, figure): shown for cell, figure, shown in markdown_table(markdown, CEILING_TABLE)}
+
+
+def test_a_perf2_rate_within_20_percent_of_the_client_ceiling_is_marked_client_limited(tmp_path):
+    run_dir = with_ceiling(tmp_path, 7000.0)  # threaded's 5,906 is 84% of it; process-pool's 1,305 is 19%
+    markdown = markdown_of(run_dir)
+    rows = ceiling_rows(markdown)
+    assert rows[("convoy/threaded", "perf2 before")] == (
+        "5,906 req/s (client-limited: 84% of the perf2 client's ceiling)")
+    assert rows[("convoy/process-pool", "perf2 before")] == "1,305 req/s"
+    assert rows[("prefork_lockout/prefork", "perf2")] == "5,104 req/s"  # 73%: not within 20%
+    assert not any(cell == "loopback_floor" for cell, _ in rows)  # the floor and the ceiling are no perf2 rates
+    assert "The perf2 client's ceiling in this run: 7,000 req/s" in markdown
+    sweep = {row[0]: row for row in markdown_table(markdown, "| switch interval (s) |")}
+    assert sweep["0.005"][3] == rows[("convoy/threaded", "perf2 before")] and sweep["0.1"][4] == "8 req/s"
+    figures = figure_rows(compared(NOW, run_dir))
+    assert figures[("convoy/threaded", "perf2 before")][:2] == (
+        "5,906 req/s", "5,906 req/s (client-limited: 84% of the perf2 client's ceiling)")  # A measured no ceiling
+    assert figures[("convoy/process-pool", "perf2 before")][:2] == ("1,305 req/s", "1,305 req/s")
+    assert figures[("loopback_floor", "rate")][1] == "38,569 req/s"
+
+
+def test_a_perf2_rate_well_below_the_client_ceiling_is_not_marked(tmp_path):
+    run_dir = with_ceiling(tmp_path, 30000.0)  # threaded's 5,906 is 20% of it; the highest perf2 rate, 45%
+    rows = ceiling_rows(markdown_of(run_dir))
+    assert rows[("convoy/threaded", "perf2 before")] == "5,906 req/s"
+    assert not any(CLIENT_LIMITED in shown for shown in rows.values())
+    assert not any(CLIENT_LIMITED in shown for row in figure_rows(compared(run_dir, run_dir)).values() for shown in row)
+
+
+def test_a_record_without_the_client_ceiling_marks_nothing():
+    for run_dir in (NOW, BEFORE, OLDER):
+        markdown = markdown_of(run_dir)
+        assert CLIENT_LIMITED not in markdown and CEILING_TABLE not in markdown, run_dir
+    assert CLIENT_LIMITED not in compared(BEFORE, NOW)
+
+
+def test_every_python_of_a_run_reads_its_one_client_ceiling(tmp_path):
+    run_dir = with_ceiling(tmp_path, 7000.0)
+    over_two_pythons(run_dir)
+    markdown = markdown_of(run_dir)
+    for python in ("3.13", "3.13t"):
+        assert RunView(load_run(run_dir), python).perf2_ceiling() == 7000.0
+        part = markdown.split(f"## Python {python}:")[1]
+        assert ceiling_rows(part)[("convoy/threaded", "perf2 before")].endswith(
+            "(client-limited: 84% of the perf2 client's ceiling)")
+
+
+@pytest.mark.parametrize("rate, ceiling, limited", [(8000, 10000, True), (7999, 10000, False), (12000, 10000, True),
+                                                    (8000, None, False), (None, 10000, False)])
+def test_client_limited_is_within_20_percent_of_the_ceiling_or_above(rate, ceiling, limited):
+    assert client_limited(rate, ceiling) is limited
+    assert (CLIENT_LIMITED in client_limit_note(rate, ceiling)) is limited
 
 
 def test_report_help_explains():

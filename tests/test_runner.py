@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import REPO
+from lab.experiments import perf1
 
 pytestmark = pytest.mark.docker
 LAB_RUN = [sys.executable, "-m", "lab", "run"]
@@ -77,11 +78,24 @@ def test_a_quick_run_produces_a_complete_results_json(quick_run):
     print(f"quick run: {seconds:.0f} s")
 
 
+def assert_reproduced_unless_starved(row, cell):
+    """A C4 or C7 verdict: reproduced; or, only when another job held the cell's CPUs in every attempt
+    (perf1.starved), 'not run' saying so."""
+    m = cell["measurements"]
+    if perf1.starved(m):
+        assert m["attempts"] == perf1.ATTEMPTS, m
+        assert row["verdict"] == "not run" and "another job held the server's CPUs" in row["measured"], row
+        print(f"{row['id']}: starved in every attempt, not judged: {row['measured']}")
+    else:
+        assert row["verdict"] == "reproduced", (row, {k: m.get(k) for k in ("ratio", "parallel_ratio", "attempts")})
+
+
 def test_quick_run_reproduces_c4_c6_on_threaded_and_c7_with_two_cpus(quick_run):
     _, record = only_run(quick_run[0])
     verdicts = {row["id"]: row for row in record["claims"]}
-    for claim in ("C4", "C6", "C7"):
-        assert verdicts[claim]["verdict"] == "reproduced", verdicts[claim]
+    assert verdicts["C6"]["verdict"] == "reproduced", verdicts["C6"]
+    assert_reproduced_unless_starved(verdicts["C4"], record["cells"]["perf1/threaded"])
+    assert_reproduced_unless_starved(verdicts["C7"], record["cells"]["perf1/process-pool"])
     # without a running lab, headless Locust (a master and 2 workers) drove the perf1 cells
     for cell_id in ("perf1/threaded", "perf1/process-pool"):
         assert record["cells"][cell_id]["measurements"]["load"] == "locust-headless"
@@ -136,8 +150,15 @@ def test_the_clients_can_drive_the_perf1_cells(lab_image, tmp_path):
     for cell_id in ("perf1/threaded", "perf1/process-pool"):
         assert cells[cell_id]["measurements"]["load"] == "clients"
         assert cells[cell_id]["measurements"]["samples"] > 10
-    assert (cells["perf1/threaded"]["measurements"]["ratio"]
-            > cells["perf1/process-pool"]["measurements"]["ratio"] + 0.3)
+    threaded, pool = (cells[cell_id]["measurements"] for cell_id in ("perf1/threaded", "perf1/process-pool"))
+    # Apart by 0.3 on two free CPUs; by 0.3 of what separates parallel from doubled on this machine
+    # in this run (parallel_ratio: 1 on free CPUs, near 2 while another job holds a CPU).
+    parallel = max(1.0, threaded["parallel_ratio"], pool["parallel_ratio"])
+    if parallel >= perf1.STARVED:
+        assert threaded["attempts"] == perf1.ATTEMPTS or pool["attempts"] == perf1.ATTEMPTS, (threaded, pool)
+        print(f"another job held the CPUs (x{parallel:.2f}) in every attempt: C4 and C7 not judged")
+        return
+    assert threaded["ratio"] > pool["ratio"] + 0.3 * (2 - parallel), (threaded, pool)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -197,7 +197,14 @@ def test_c13_a_long_inline_request_blocks_every_other_client(start_server, strat
 @pytest.mark.parametrize("strategy", POOLS)
 def test_pools_keep_short_requests_moving_during_a_long_one(start_server, strategy):
     server = start_server(strategy, "--quiet", "--workers", "2")
-    assert long_request_delays_a_short_one(server, long_n=34) < 0.2  # a longer fib: load hiccups weigh less
+    # A pool that let the long request block the short one would delay it every time (C13's inline
+    # strategies: > 0.5); a busy machine only now and then. So a slow attempt is measured again.
+    delays = []
+    for _ in range(3):
+        delays.append(long_request_delays_a_short_one(server, long_n=34))  # a longer fib: hiccups weigh less
+        if delays[-1] < 0.2:
+            break
+    assert delays[-1] < 0.2, f"the short request waited {delays} of the long one's time in every attempt"
 
 
 @pytest.mark.parametrize("strategy", ALL)

@@ -5,7 +5,9 @@ on screen is the runner's own rule on what the live run measured. Screenshots: b
 A claim's test measures again when a run was starved, never with a looser rule: when the Lab view
 marked it partial (a failed request, a worker gone), or when its verdict is not the claim's and its
 clients had a request in flight less than STARVED of the time (lab.live.LiveRun.in_flight_share:
-the load side, not the server, was short of CPU).
+the load side, not the server, was short of CPU), or, for C4 and C7, when another job held the
+server's CPUs (two bare processes in its container, just before and after the run, took
+lab.experiments.perf1.STARVED times one's time or more, as the runner's perf1 cells check).
 """
 import json
 import re
@@ -17,7 +19,7 @@ import pytest
 from browser import chromium_driver, screenshot, wait_for_text  # noqa: F401  (fixtures, by import)
 from compose_lab import built, lab, lab_env  # noqa: F401  (fixtures, by import)
 
-from lab.experiments import live
+from lab.experiments import live, perf1
 
 EXPERIMENTS = live()
 ATTEMPTS = 3  # runs of one claim, when the earlier ones were starved
@@ -51,17 +53,29 @@ def run_experiment(driver, lab, claim_id):
              "line": verdict.text}, driver.find_element("id", "measured").text)
 
 
+# The server whose CPUs a claim needs two of.
+NEEDS_TWO_CPUS = {"C4": "server-threaded", "C7": "server-process-pool"}
+
+
 def judged(driver, lab, claim_id):
-    """The claim run until a run was not starved (at most ATTEMPTS); (verdict, measured, attempts)."""
+    """The claim run until a run was not starved (at most ATTEMPTS); (verdict, measured, attempts).
+    Each attempt is (verdict, measured, in-flight shares, the machine's parallelism or None)."""
     attempts = []
+    service = NEEDS_TWO_CPUS.get(claim_id)
     for _ in range(ATTEMPTS):
+        before = lab.parallelism(service) if service else None
         verdict, measured = run_experiment(driver, lab, claim_id)
+        parallel = (before + lab.parallelism(service)) / 2 if service else None
         in_flight = lab.ui("/lab/data")["run"]["in_flight"]
-        attempts.append((verdict, measured, in_flight))
-        starved = any(share is not None and share < STARVED for share in in_flight)
+        attempts.append((verdict, measured, in_flight, parallel))
+        starved = any(share is not None and share < STARVED for share in in_flight) or cpus_held(parallel)
         if verdict["state"] != "partial" and (verdict["verdict"] == "reproduced" or not starved):
             break
     return verdict, measured, attempts
+
+
+def cpus_held(parallel):
+    return parallel is not None and parallel >= perf1.STARVED
 
 
 def latency_row(driver, name):
@@ -118,8 +132,15 @@ def test_c4_doubles_on_threaded_and_c7_does_not_on_the_pool(lab, chromium_driver
     screenshot(chromium_driver, "lab-view-c4")
     c7, c7_measured, c7_attempts = judged(chromium_driver, lab, "C7")
     screenshot(chromium_driver, "lab-view-c7")
-    assert c4["state"] == "final" and c4["verdict"] == "reproduced" and ratio_of(c4_measured) >= 1.5, c4_attempts
-    assert c7["state"] == "final" and c7["verdict"] == "reproduced" and ratio_of(c7_measured) < 1.5, c7_attempts
+    for verdict, measured, attempts, doubled in ((c4, c4_measured, c4_attempts, True),
+                                                   (c7, c7_measured, c7_attempts, False)):
+        assert verdict["state"] == "final" and ratio_of(measured), attempts
+        if all(cpus_held(parallel) for *_, parallel in attempts):
+            # Every attempt ran while another job held the server's CPUs: not judged, as the runner does.
+            print(f"not judged, the CPUs held by another job in {len(attempts)} attempts: {attempts}")
+            continue
+        assert verdict["verdict"] == "reproduced", attempts
+        assert (ratio_of(measured) >= perf1.DOUBLED) if doubled else (ratio_of(measured) < perf1.DOUBLED), attempts
 
 
 def test_a_run_stopped_half_way_is_partial_and_start_twice_is_ignored(lab, chromium_driver):

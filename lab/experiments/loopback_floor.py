@@ -1,18 +1,21 @@
-"""loopback_floor: a bare socket ping-pong in the load container, the fastest any server could answer.
+"""loopback_floor: a bare socket ping-pong in the load container, the fastest any server could answer,
+and the perf2 client's own ceiling there.
 
 It measures the load side, so a run over several Pythons measures it once. The perf2 rates of C8 and
-C10 are read next to it.
+C10 are read next to it, and every perf2 rate against the ceiling: one near it may be the client's limit.
 """
 import math
 
 from lab import plots
-from lab.document import Heading, Paragraph
-from lab.experiment import Cell, experiment_name, rate
-from lab.experiments import convoy, prefork_lockout
+from lab.document import Heading, Paragraph, Table
+from lab.experiment import CLIENT_LIMITED_RULE, Cell, client_limit_note, experiment_name, rate
+from lab.experiments import convoy, prefork_lockout, switch_interval
 
 SIZES = {"quick": dict(duration_s=1.5), "full": dict(duration_s=3.0)}
 SUPPORTS = ("C8", "C10")
 PER_PYTHON = False
+# The experiments whose rates clients.perf2 measures: each of their req/s figures is a perf2 rate.
+PERF2_EXPERIMENTS = tuple(map(experiment_name, (convoy, switch_interval, prefork_lockout)))
 
 
 def cells(mode):
@@ -20,27 +23,55 @@ def cells(mode):
 
 
 def measure(ctx, cell):
+    """The floor and the perf2 client's ceiling, each over half the cell's duration."""
     record = ctx.client(cell, "floor", "loopback_floor", "--duration", cell.params["duration_s"], timeout=60)
-    return {"rate_per_s": record["rate_per_s"]}
+    return {"rate_per_s": record["rate_per_s"], "perf2_ceiling_per_s": record["perf2_ceiling_per_s"]}
 
 
 def figures(m):
-    return [("rate", m["rate_per_s"], "req/s")]
+    ceiling = m.get("perf2_ceiling_per_s")  # runs before it was measured have none
+    return [("rate", m["rate_per_s"], "req/s"), *([("perf2 client ceiling", ceiling, "req/s")] if ceiling else [])]
+
+
+def is_perf2_rate(cell_record, unit):
+    """Whether a key figure of that unit, of that stored cell, is a rate clients.perf2 measured."""
+    return unit == "req/s" and cell_record.get("experiment") in PERF2_EXPERIMENTS
 
 
 def report(view):
-    return [
+    blocks = [
         Heading("perf2 rate next to the loopback floor (C8, C10)"),
         Paragraph("The floor is a bare socket ping-pong in the same run: no server could answer faster. A convoy "
                   "cell's rate is its mean before the long request."),
         plots.figure("perf2_vs_floor", "perf2 rate per strategy next to the loopback floor", floor_plot(view)),
     ]
+    ceiling = view.perf2_ceiling()
+    if ceiling:  # runs before it was measured render as they always did
+        blocks += [Paragraph(f"The perf2 client's ceiling in this run: {rate(ceiling)}, clients.perf2's own loop "
+                             f"against the floor's echo process. {CLIENT_LIMITED_RULE}"),
+                   ceiling_table(view, ceiling)]
+    return blocks
+
+
+def ceiling_table(view, ceiling):
+    """Every perf2 rate of the view's cells, client-limited ones marked."""
+    table = Table(["cell", "figure", "perf2 rate"], [])
+    for cell in view.cells():
+        if view.measurements(cell) is not None:
+            result = view.result(cell)
+            table.rows += [[cell.label, name, rate(value, ceiling)] for name, value, unit in result.get("figures") or []
+                           if is_perf2_rate(result, unit)]
+    return table
 
 
 def floor_plot(view):
-    """Each strategy's perf2 rate (before any long request) next to the bare-socket floor."""
+    """Each strategy's perf2 rate (before any long request) next to the bare-socket floor and, where the run
+    measured it, the perf2 client's ceiling."""
     floor_cell = next(iter(view.cells(__name__)), Cell(experiment_name(__name__)))  # 'not run' if not planned
+    ceiling = view.perf2_ceiling()
     rows = [("loopback floor (bare sockets)", floor_cell, "rate_per_s", plots.FLOOR)]
+    if ceiling:
+        rows.append(("perf2 client ceiling (its own loop)", floor_cell, "perf2_ceiling_per_s", plots.FLOOR))
     rows += [(plots.short(cell), cell, "rate_before_per_s", plots.BEFORE) for cell in view.cells(convoy)]
     rows += [(f"{plots.short(cell)} (lockout cell)", cell, "rate_per_s", plots.BEFORE)
              for cell in view.cells(prefork_lockout)]
@@ -62,7 +93,8 @@ def floor_plot(view):
                 ax.text(0, i, " " + plots.absent(view, cell), va="center", color="dimgray")
             else:
                 share = f" ({r / floor:.0%} of the floor)" if floor and i else ""
-                ax.text(r, i, f" {rate(r)}{share}", va="center", fontsize="small")
+                limited = client_limit_note(r, ceiling) if cell is not floor_cell else ""
+                ax.text(r, i, f" {rate(r)}{share}{limited}", va="center", fontsize="small")
         ax.set_yticks(list(y), [label for label, *_ in rows])
         ax.invert_yaxis()
         ax.set_xlabel("requests per second")

@@ -9,7 +9,7 @@ import statistics
 
 from lab import live, plots
 from lab.cpusets import parse_cpuset
-from lab.document import Heading, Paragraph
+from lab.document import Heading, Paragraph, Table
 from lab.experiment import REPRODUCED, Cell, NotRun, claim, experiment_name, target
 from server.strategies import asyncio_inline, prefork, process_pool, threaded, threshold_pool
 
@@ -17,6 +17,13 @@ SIZES = {"quick": dict(n=27, duration_s=2.0), "full": dict(n=30, duration_s=6.0)
 STRATEGIES = {"quick": [threaded, process_pool],
               "full": [threaded, process_pool, threshold_pool, prefork, asyncio_inline]}
 DOUBLED = 1.5  # a latency ratio nearer 2 (doubled) than 1 (unchanged)
+# Two bare processes on the server's CPUs this much slower than one (1.00 to 1.05 on two free CPUs
+# here, up to 1.24 with the compose lab's idle services up, 1.6 to 2.3 with a CPU hog on one CPU):
+# another job held those CPUs, and took some from the clients too, so a ratio there says more about
+# that job than about the server. The cell is measured again.
+STARVED = 1.4
+ATTEMPTS = 3
+PARALLELISM_S = 0.3
 
 
 def cells(mode):
@@ -25,20 +32,46 @@ def cells(mode):
 
 
 def measure(ctx, cell):
-    if ctx.locust:
-        return measure_with_locust(ctx, cell)
+    """1 client, then 2, then the machine's own parallelism on the server's CPUs (parallel_ratio); a
+    measurement starved of its second CPU is made again, up to ATTEMPTS times in all."""
+    for attempt in range(1, ATTEMPTS + 1):
+        with ctx.server(cell) as server:
+            warm_up(ctx, cell, server)
+            before = parallelism(ctx, cell, server, "before")
+            m = (measure_with_locust if ctx.locust else measure_with_clients)(ctx, cell, server)
+            after = parallelism(ctx, cell, server, "after")
+        # Measured on each side of the clients, so that a machine whose load changes meanwhile is seen.
+        m["parallel_ratio"] = None if before is None else (before["ratio"] + after["ratio"]) / 2
+        m["bare_fib_s"] = None if before is None else (before["one_s"] + after["one_s"]) / 2
+        if not starved(m):
+            break
+    return {**m, "attempts": attempt}
+
+
+def measure_with_clients(ctx, cell, server):
     args = ["--n", cell.params["n"], "--duration", cell.params["duration_s"]]
     timeout = cell.params["duration_s"] + 60
-    with ctx.server(cell) as server:
-        warm_up(ctx, cell, server)
-        one = ctx.client(cell, "one_client", "perf1", *target(server), *args, timeout=timeout)
-        two = [ctx.in_background(ctx.client, cell, f"two_clients_{i}", "perf1", *target(server), *args,
-                                 timeout=timeout) for i in (1, 2)]
-        two = [t.join() for t in two]
-    together = while_both_ran(two)
+    one = ctx.client(cell, "one_client", "perf1", *target(server), *args, timeout=timeout)
+    two = [ctx.in_background(ctx.client, cell, f"two_clients_{i}", "perf1", *target(server), *args,
+                             timeout=timeout) for i in (1, 2)]
+    together = while_both_ran([t.join() for t in two])
     two_mean = statistics.fmean(together)
     return {"n": cell.params["n"], "one_client_mean_s": one["mean_s"], "two_clients_mean_s": two_mean,
             "ratio": two_mean / one["mean_s"], "samples": one["count"] + len(together), "load": "clients"}
+
+
+def parallelism(ctx, cell, server, when):
+    """clients.cpu_parallelism's record on the server's CPUs: its ratio (two bare fib(n) processes over
+    one) is about 1 on two free CPUs, about 2 when another job holds one; one_s is fib(n) alone. None
+    on a single CPU, where nothing runs in parallel."""
+    if len(parse_cpuset(server.cpus)) < 2:
+        return None
+    return ctx.client(cell, f"cpu_parallelism_{when}", "cpu_parallelism", "--n", cell.params["n"],
+                      "--duration", PARALLELISM_S, timeout=60, on=server)
+
+
+def starved(m):
+    return (m.get("parallel_ratio") or 0) >= STARVED
 
 
 def while_both_ran(records):
@@ -58,12 +91,10 @@ def warm_up(ctx, cell, server):
     ctx.client(cell, "warm_up", "perf1", *target(server), "--n", cell.params["n"], "--count", 10, timeout=60)
 
 
-def measure_with_locust(ctx, cell):
+def measure_with_locust(ctx, cell, server):
     """Locust's perf1 scenario: 1 user, then 2 users (users = clients)."""
     p = cell.params
-    with ctx.server(cell) as server:
-        warm_up(ctx, cell, server)
-        runs = {users: ctx.locust.run("perf1", server, users, p["duration_s"], perf1_n=p["n"]) for users in (1, 2)}
+    runs = {users: ctx.locust.run("perf1", server, users, p["duration_s"], perf1_n=p["n"]) for users in (1, 2)}
     ctx.run.save_raw(cell.id, "locust.json", {"load": ctx.locust.mode, "retried": getattr(ctx.locust, "retried", 0),
                                               "runs": {f"{users}_users": {"mean_s": mean, "requests": count}
                                                        for users, (mean, count) in runs.items()}})
@@ -77,23 +108,44 @@ def figures(m):
             ("2/1 latency ratio", m["ratio"], "x")]
 
 
+def doubled_line(c):
+    """The ratio from which a latency counts as doubled: halfway between parallel and doubled (2).
+    Parallel is 1 on free CPUs; the cell's parallel_ratio, when it measured one, is what this machine
+    gave two bare processes on the server's CPUs in the same run (a record without it: 1)."""
+    parallel = c.get("parallel_ratio")
+    if parallel is not None and parallel >= STARVED:
+        raise NotRun(f"another job held the server's CPUs: two bare fib processes on them took x{parallel:.2f} of "
+                     f"one's time in every attempt (1.00 on free CPUs; judged below {STARVED})")
+    return (max(1.0, parallel or 1.0) + 2) / 2
+
+
 def ratio_text(measured, strategy):
+    """(the cell's ratio, the line from which it counts as doubled, what was measured in words)."""
     c = measured(strategy)
-    return c["ratio"], (f"perf1 fib({c['n']}): {c['one_client_mean_s'] * 1000:.1f} ms with 1 client, "
-                        f"{c['two_clients_mean_s'] * 1000:.1f} ms with 2 (x{c['ratio']:.2f})")
+    line = doubled_line(c)
+    text = (f"perf1 fib({c['n']}): {c['one_client_mean_s'] * 1000:.1f} ms with 1 client, "
+            f"{c['two_clients_mean_s'] * 1000:.1f} ms with 2 (x{c['ratio']:.2f})")
+    if c.get("parallel_ratio") is not None:
+        text += f"; two bare processes x{c['parallel_ratio']:.2f}, so doubled from x{line:.2f}"
+    return c["ratio"], line, text
+
+
+RULE_LINE = ("halfway between the ratio of two bare fib processes on the same CPUs in the same run (parallel; "
+             f"1 on free CPUs, and the cell is measured again when it is >= {STARVED}) and 2 (doubled)")
 
 
 @claim("C4", f"A 2nd perf1 client doubles each client's latency on the {threaded.NAME} server (GIL).",
-       article="0.6 s -> 1.3 s (x2.2)",
-       rule=f"reproduced if the 2-client / 1-client mean latency ratio on {threaded.NAME} is >= {DOUBLED} "
-            "(nearer 2 than 1)")
+       article="0.6 s -> 1.3 s (x2.2)", version=2,
+       rule=f"reproduced if the 2-client / 1-client mean latency ratio on {threaded.NAME} is at or above the line "
+            f"{RULE_LINE}: {DOUBLED} on free CPUs")
 def c4(measured):
-    ratio, text = ratio_text(measured, threaded)
-    return text, ratio >= DOUBLED
+    ratio, line, text = ratio_text(measured, threaded)
+    return text, ratio >= line
 
 
-@claim("C7", "With a process pool, a 2nd perf1 client no longer doubles latency.", article="qualitative",
-       rule=f"reproduced if the ratio on {process_pool.NAME} with >= 2 CPUs is < {DOUBLED} (nearer 1 than 2)")
+@claim("C7", "With a process pool, a 2nd perf1 client no longer doubles latency.", article="qualitative", version=2,
+       rule=f"reproduced if the ratio on {process_pool.NAME} with >= 2 CPUs is below the line {RULE_LINE}: "
+            f"{DOUBLED} on free CPUs")
 def c7(measured):
     cpus = measured.settings.get("pool_cpus", "")
     try:
@@ -102,8 +154,8 @@ def c7(measured):
         enough = False
     if not enough:
         raise NotRun(f"the pool had CPUs {cpus!r}; C7 needs 2 or more (--pool-cpus)")
-    ratio, text = ratio_text(measured, process_pool)
-    return text + f" on CPUs {cpus}", ratio < DOUBLED
+    ratio, line, text = ratio_text(measured, process_pool)
+    return text + f" on CPUs {cpus}", ratio < line
 
 
 def report(view):
@@ -113,7 +165,31 @@ def report(view):
                   "at once. ×ratio is the 2-client mean over the 1-client mean: near 2 when the two share one "
                   "CPU (the GIL), near 1 when they run in parallel."),
         plots.figure("perf1", "perf1 mean latency, 1 vs 2 clients, per strategy", latency_plot(view)),
+        *why_not_exactly_2(view),
     ]
+
+
+def why_not_exactly_2(view):
+    """Each cell's 1-client latency split into the fib(n) computation (a bare process on the server's
+    CPUs, bare_fib_s) and the rest, and the ratio that rest allows a server that computes one request at
+    a time: with two clients only the computations queue, so (2c + o) / (c + o) = 1 + c / latency."""
+    rows = []
+    for cell in view.cells(__name__):
+        m = view.measurements(cell)
+        if not m or not m.get("bare_fib_s"):
+            continue
+        latency, compute = m["one_client_mean_s"], m["bare_fib_s"]
+        rows.append([plots.short(cell), f"{latency * 1000:.2f} ms", f"{compute * 1000:.2f} ms",
+                     f"{max(0.0, 1 - compute / latency):.1%}", f"x{1 + compute / latency:.2f}", f"x{m['ratio']:.2f}"])
+    if not rows:
+        return []
+    return [Paragraph("Why the GIL's ratio is near 2 but not 2: with two clients only the servers' computations "
+                      "queue behind one another; the rest of each request (the network, the client, Locust's "
+                      "bookkeeping, the thread switch) overlaps. Measured in the same cell: fib(n) alone in a bare "
+                      "process on the server's CPUs (c), against the 1-client latency. A server that computes one "
+                      "request at a time gives 1 + c / latency."),
+            Table(["cell", "1-client latency", "fib(n), bare process", "outside the computation",
+                   "one at a time would give", "measured"], rows)]
 
 
 def latency_plot(view):

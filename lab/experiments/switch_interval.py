@@ -56,9 +56,10 @@ def report(view):
 def sweep_table(view, points):
     table = Table(["switch interval (s)", "1/interval", "cell", "perf2 before", "during the long request", "drop"],
                   [])
+    ceiling = view.perf2_ceiling()
     for interval, cell in points.items():
         m = view.measurements(cell)
-        shown = ([rate(m["rate_before_per_s"]), rate(m["rate_during_per_s"]),
+        shown = ([rate(m["rate_before_per_s"], ceiling), rate(m["rate_during_per_s"], ceiling),
                   "n/a" if m["drop"] is None else pct(m["drop"])] if m else [view.state(cell)] * 3)
         table.rows.append([f"{interval:g}", f"{1 / interval:,.0f} /s", cell.label, *shown])
     return table

@@ -1,0 +1,78 @@
+"""cpu_parallelism: how much parallelism this container's CPUs give right now, the yardstick of C4 and C7."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+from clients import common
+from server.handlers import fib
+
+DESCRIPTION = """\
+C4 and C7 ask whether a second perf1 client doubles the latency (the two share one CPU's worth of
+Python) or leaves it as it was (they run in parallel). "As it was" assumes two free CPUs. On a
+shared machine another job may hold one of them, and then even two separate processes slow each
+other down.
+
+This tool measures that, with the server's own fib(n) and no server at all: the mean time of one
+fib(n) in one process alone, then in two processes at once, on the CPUs this process may use (run
+it in the server's container, on the server's cpuset). The ratio two/one is the latency ratio a
+perfectly parallel server would show on this machine now: about 1 on two free CPUs, about 2 when
+only one CPU's worth is free.
+"""
+
+OUTPUT_HELP = """\
+output:
+  'one process: X ms per fib(n); two at once: Y ms (xR)' once, at the end
+  with --json, a last line with one JSON object:
+    tool, python, n, cpus (the CPUs this process may use), one_s, two_s (mean seconds per fib(n)),
+    ratio (two_s / one_s), started_at, ended_at
+"""
+
+
+def parse_args(argv=None):
+    parser = common.make_parser("cpu_parallelism", DESCRIPTION, OUTPUT_HELP, network=False)
+    parser.add_argument("--n", type=common.positive_int, default=27, help="fib(n) each process computes "
+                        "(default: %(default)s)")
+    parser.add_argument("--duration", type=common.positive_float, default=0.5,
+                        help="seconds of each phase, one process alone then two at once (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def fib_for(n, duration, start_at):
+    """From the shared start time on, fib(n) over and over for `duration` s: (seconds, calls)."""
+    time.sleep(max(0.0, start_at - time.perf_counter()))
+    count, started = 0, time.perf_counter()
+    end = started + duration
+    while time.perf_counter() < end:
+        fib(n)
+        count += 1
+    return time.perf_counter() - started, count
+
+
+def in_processes(processes, n, duration):
+    """The mean seconds per fib(n) call of `processes` processes started together, over all their calls
+    (as perf1's mean is over all requests: a process that gets more CPU makes more of them)."""
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        start_at = time.perf_counter() + 0.1  # all of them forked and waiting before anyone computes
+        runs = pool.starmap(fib_for, [(n, duration, start_at)] * processes)
+    return sum(seconds for seconds, _ in runs) / sum(calls for _, calls in runs)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started_at = common.epoch_now()
+    one = in_processes(1, args.n, args.duration)
+    two = in_processes(2, args.n, args.duration)
+    ratio = two / one
+    common.print_line(f"one process: {one * 1000:.1f} ms per fib({args.n}); two at once: {two * 1000:.1f} ms "
+                      f"(x{ratio:.2f})")
+    if args.json:
+        common.print_experiment_json("cpu_parallelism", started_at, n=args.n, cpus=sorted(os.sched_getaffinity(0)),
+                                     one_s=one, two_s=two, ratio=ratio)
+    return common.EXIT_OK
+
+
+if __name__ == "__main__":
+    common.run_tool("cpu_parallelism", main)
