@@ -5,9 +5,11 @@ on screen is the runner's own rule on what the live run measured. Screenshots: b
 A claim's test measures again when a run was starved, never with a looser rule: when the Lab view
 marked it partial (a failed request, a worker gone), or when its verdict is not the claim's and its
 clients had a request in flight less than STARVED of the time (lab.live.LiveRun.in_flight_share:
-the load side, not the server, was short of CPU), or, for C4 and C7, when another job held the
+the load side, not the server, was short of CPU), or, for C4, C6 and C7, when another job held the
 server's CPUs (two bare processes in its container, just before and after the run, took
-lab.experiments.perf1.STARVED times one's time or more, as the runner's perf1 cells check).
+lab.experiments.perf1.STARVED times one's time or more, as the runner's perf1 cells check; under
+such a job the long request's thread waits for a CPU to take the GIL back, and perf2 slips through).
+A claim whose every attempt ran so is not judged, and the test says so.
 """
 import json
 import re
@@ -53,15 +55,15 @@ def run_experiment(driver, lab, claim_id):
              "line": verdict.text}, driver.find_element("id", "measured").text)
 
 
-# The server whose CPUs a claim needs two of.
-NEEDS_TWO_CPUS = {"C4": "server-threaded", "C7": "server-process-pool"}
+# The server whose CPUs a claim needs free: another job on them changes what it shows.
+NEEDS_FREE_CPUS = {"C4": "server-threaded", "C6": "server-threaded", "C7": "server-process-pool"}
 
 
 def judged(driver, lab, claim_id):
     """The claim run until a run was not starved (at most ATTEMPTS); (verdict, measured, attempts).
     Each attempt is (verdict, measured, in-flight shares, the machine's parallelism or None)."""
     attempts = []
-    service = NEEDS_TWO_CPUS.get(claim_id)
+    service = NEEDS_FREE_CPUS.get(claim_id)
     for _ in range(ATTEMPTS):
         before = lab.parallelism(service) if service else None
         verdict, measured = run_experiment(driver, lab, claim_id)
@@ -76,6 +78,14 @@ def judged(driver, lab, claim_id):
 
 def cpus_held(parallel):
     return parallel is not None and parallel >= perf1.STARVED
+
+
+def not_judged(attempts):
+    """Whether every attempt ran while another job held the server's CPUs (then the test says so)."""
+    if all(cpus_held(parallel) for *_, parallel in attempts):
+        print(f"not judged, the CPUs held by another job in {len(attempts)} attempts: {attempts}")
+        return True
+    return False
 
 
 def latency_row(driver, name):
@@ -106,8 +116,9 @@ def test_c6_the_convoy_collapses_on_screen(lab, chromium_driver):
     verdict, measured, attempts = judged(chromium_driver, lab, "C6")
     screenshot(chromium_driver, "lab-view-c6")
     drop = re.search(r"\((-?[\d.]+)%\)", measured)
-    assert verdict["state"] == "final" and verdict["verdict"] == "reproduced", attempts
-    assert drop and -float(drop.group(1)) >= 90, measured
+    assert verdict["state"] == "final" and drop, attempts
+    if not not_judged(attempts):
+        assert verdict["verdict"] == "reproduced" and -float(drop.group(1)) >= 90, attempts
     perf2 = latency_row(chromium_driver, EXPERIMENTS["C6"].roles[0].request_name)
     assert perf2["count"] > 0 and 0 < perf2["p50"] <= perf2["p99"] < 10_000, perf2
     # the chart drew perf2's line and the long request's span
@@ -115,8 +126,9 @@ def test_c6_the_convoy_collapses_on_screen(lab, chromium_driver):
     assert chromium_driver.find_elements("css selector", "#rate-chart rect")
     # Locust's own UI has the same verdict in its Lab tab
     chromium_driver.get(f"http://127.0.0.1:{lab.ui_port}/?tab=lab")
-    wait_for_text(chromium_driver, "body", lambda text: "verdict\nreproduced" in text or "verdict reproduced" in text,
-                  timeout=15, what="the Lab tab of Locust's UI with C6's verdict")
+    shown = verdict["verdict"]
+    wait_for_text(chromium_driver, "body", lambda text: f"verdict\n{shown}" in text or f"verdict {shown}" in text,
+                  timeout=15, what=f"the Lab tab of Locust's UI with C6's verdict ({shown})")
     screenshot(chromium_driver, "locust-ui-lab-tab")
 
 
@@ -135,9 +147,7 @@ def test_c4_doubles_on_threaded_and_c7_does_not_on_the_pool(lab, chromium_driver
     for verdict, measured, attempts, doubled in ((c4, c4_measured, c4_attempts, True),
                                                    (c7, c7_measured, c7_attempts, False)):
         assert verdict["state"] == "final" and ratio_of(measured), attempts
-        if all(cpus_held(parallel) for *_, parallel in attempts):
-            # Every attempt ran while another job held the server's CPUs: not judged, as the runner does.
-            print(f"not judged, the CPUs held by another job in {len(attempts)} attempts: {attempts}")
+        if not_judged(attempts):  # as the runner's C4 and C7 are 'not run' then
             continue
         assert verdict["verdict"] == "reproduced", attempts
         assert (ratio_of(measured) >= perf1.DOUBLED) if doubled else (ratio_of(measured) < perf1.DOUBLED), attempts
