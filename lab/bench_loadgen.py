@@ -349,7 +349,8 @@ def main():
     if places:
         print_profile(places)
     if args.json:
-        print(json.dumps({"connections": args.connections, "processes": args.processes, "profile": places, "duration_s": args.duration, "bytes": args.bytes,
+        print(json.dumps({"connections": args.connections, "processes": args.processes, "duration_s": args.duration,
+                          "bytes": args.bytes, "profile": places,
                           "pinning": pinning, "bare": [a._asdict() for a in bare],
                           "locust": [b._asdict() for b in locust], "no_io": [c._asdict() for c in floor],
                           "ratio": ratio, "cpu_per_request_ratio": bare_cpu / locust_cpu,

@@ -40,7 +40,7 @@ def with_todays_rules(stored, judged):
     todays = {verdict_label(row): row for row in judged}
     rows = []
     for row in stored:
-        today = todays[row["id"]] if "claim" in row else todays[verdict_label(row)]
+        today = todays[verdict_label(row)]  # a row stored before lab/ has its label as its id
         if today["id"] in NEWER_RULES:
             assert today["rule"] != row["rule"] and today["rule_version"] == NEWER_RULES[today["id"]]
             row = {**row, "rule": today["rule"], **({"rule_version": today["rule_version"]} if "rule_version" in row else {})}

@@ -113,7 +113,7 @@ def doubled_line(c):
     Parallel is 1 on free CPUs; the cell's parallel_ratio, when it measured one, is what this machine
     gave two bare processes on the server's CPUs in the same run (a record without it: 1)."""
     parallel = c.get("parallel_ratio")
-    if parallel is not None and parallel >= STARVED:
+    if starved(c):
         raise NotRun(f"another job held the server's CPUs: two bare fib processes on them took x{parallel:.2f} of "
                      f"one's time in every attempt (1.00 on free CPUs; judged below {STARVED})")
     return (max(1.0, parallel or 1.0) + 2) / 2
