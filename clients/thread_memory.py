@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import threading
 
-from clients import common
+from clients import common, process_memory
 
 DESCRIPTION = """\
 The article's point on thread memory (claim C11): each thread reserves a whole stack (8 MiB by
@@ -16,7 +17,8 @@ the pages a thread never touches are never made resident. threading.stack_size()
 reservation itself.
 
 The tool starts N idle threads (each blocked on an Event) and reads VmSize (virtual) and VmRSS
-(resident) from /proc/self/status before and after. It does so twice, each time in a fresh child
+(resident) from /proc/self/status before and after, and USS and PSS from /proc/self/smaps_rollup
+(clients.process_memory: the pages of this process alone, and its share of the shared ones). It does so twice, each time in a fresh child
 process so that the two runs cannot share memory: once with the default stack size and once with
 --stack-size KiB, and prints them side by side.
 """
@@ -24,13 +26,13 @@ process so that the two runs cannot share memory: once with the default stack si
 OUTPUT_HELP = """\
 output:
   one row per stack size: threads started, VmSize and VmRSS before -> after (MiB), and the growth
-  per thread (KiB) in virtual and in resident memory. Virtual per thread is about the stack size;
-  resident per thread is a few pages.
+  per thread (KiB) in virtual, in resident and in unique (USS) memory. Virtual per thread is about
+  the stack size; resident and unique per thread are a few pages.
   with --json, a last line with one JSON object:
     tool, python, threads, default_stack_kib (RLIMIT_STACK, what glibc gives a thread by default),
     variants: a list of {stack, stack_size_kib (null = default), threads_started, start_error,
-    before {vm_size_kib, vm_rss_kib, threads}, after {...}, vm_size_per_thread_kib,
-    vm_rss_per_thread_kib}, started_at, ended_at
+    before {vm_size_kib, vm_rss_kib, threads, uss_kib, pss_kib}, after {...}, vm_size_per_thread_kib,
+    vm_rss_per_thread_kib, uss_per_thread_kib, pss_per_thread_kib}, started_at, ended_at
 """
 
 STATUS_FIELDS = {"VmSize": "vm_size_kib", "VmRSS": "vm_rss_kib", "Threads": "threads"}
@@ -55,14 +57,10 @@ def parse_args(argv=None):
 
 
 def read_status() -> dict:
-    """VmSize, VmRSS (both in KiB) and the thread count of this process."""
-    values = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, rest = line.partition(":")
-            if key in STATUS_FIELDS:
-                values[STATUS_FIELDS[key]] = int(rest.split()[0])
-    return values
+    """VmSize, VmRSS, USS and PSS (all in KiB) and the thread count of this process."""
+    own = process_memory.read_process(os.getpid())
+    return {**process_memory.fields("/proc/self/status", STATUS_FIELDS), "uss_kib": own["uss_kib"],
+            "pss_kib": own["pss_kib"]}
 
 
 def default_stack_kib() -> int | None:
@@ -92,6 +90,10 @@ def measure(thread_count: int, stack_kib: int) -> dict:
     for thread in threads:
         thread.join()
     started = len(threads)
+
+    def per_thread(key):
+        return (after[key] - before[key]) / started if started else None
+
     return {
         "stack": f"{stack_kib} KiB" if stack_kib else "default",
         "stack_size_kib": stack_kib or None,
@@ -99,8 +101,10 @@ def measure(thread_count: int, stack_kib: int) -> dict:
         "start_error": start_error,
         "before": before,
         "after": after,
-        "vm_size_per_thread_kib": (after["vm_size_kib"] - before["vm_size_kib"]) / started if started else None,
-        "vm_rss_per_thread_kib": (after["vm_rss_kib"] - before["vm_rss_kib"]) / started if started else None,
+        "vm_size_per_thread_kib": per_thread("vm_size_kib"),
+        "vm_rss_per_thread_kib": per_thread("vm_rss_kib"),
+        "uss_per_thread_kib": per_thread("uss_kib"),
+        "pss_per_thread_kib": per_thread("pss_kib"),
     }
 
 
@@ -114,7 +118,7 @@ def measure_in_child(thread_count: int, stack_kib: int) -> dict:
     return common.last_json_line(result.stdout)
 
 
-ROW_FORMAT = "{:>9}  {:>7}  {:>13}  {:>12}  {:>13}  {:>12}  {:>14}  {:>15}"
+ROW_FORMAT = "{:>9}  {:>7}  {:>13}  {:>12}  {:>13}  {:>12}  {:>14}  {:>15}  {:>11}"
 
 
 def describe(variant: dict) -> str:
@@ -128,6 +132,7 @@ def describe(variant: dict) -> str:
         f"{after['vm_rss_kib'] / 1024:.1f}",
         f"{variant['vm_size_per_thread_kib']:.1f}",
         f"{variant['vm_rss_per_thread_kib']:.1f}",
+        f"{variant['uss_per_thread_kib']:.1f}",
     )
     if variant["start_error"]:
         text += f"  (stopped early: {variant['start_error']})"
@@ -148,7 +153,7 @@ def main(argv=None) -> int:
     common.print_line(
         ROW_FORMAT.format(
             "stack", "threads", "VmSize before", "VmSize after", "VmRSS before", "VmRSS after",
-            "virtual/thread", "resident/thread",
+            "virtual/thread", "resident/thread", "USS/thread",
         )
     )
     for variant in variants:

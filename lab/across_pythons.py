@@ -2,15 +2,40 @@
 
 The experiments say which answers (their ACROSS_PYTHONS columns): does perf1 still double on
 threaded (C4), does its convoy drop survive (C6), what does one free-threaded thread cost next to the
-GIL build, how do subinterpreters compare with processes.
+GIL build, how do subinterpreters compare with processes. One more column splits that cost where a run
+has a free-threaded build's twin (images/pythons.tsv): free-threading alone, and the build alone.
 """
-from lab import experiments
+from lab import experiments, pythons
 from lab.document import Table
+from lab.experiments import perf1
 from lab.record import RunView, python_build
+from server.strategies import threaded
+
+
+def one_thread_s(view):
+    """perf1's mean latency with 1 client on threaded (one thread computing), or None."""
+    return (view.measurements(view.find(perf1.__name__, threaded)) or {}).get("one_client_mean_s")
+
+
+def builds_apart(view, python, views):
+    """For X.Yt: its 1-thread latency over its twin X.Yg's (the same source and flags, the GIL: what
+    free-threading costs); for X.Yg: its own over X.Y's (what the build lacks next to the distribution's)."""
+    against, what = ((pythons.twin(python), "free-threading") if python.endswith(pythons.FREE_THREADED) else
+                     (pythons.distribution(python), "this build") if python.endswith(pythons.TWIN) else (None, ""))
+    if against is None or len(views) < 2:
+        return "–"
+    if against not in views:
+        return f"(run {against} too)"
+    this, other = one_thread_s(view), one_thread_s(views[against])
+    return f"x{this / other:.2f} of {against}'s: {what}" if this and other else "not run"
+
+
+COLUMNS = [("1 thread, builds apart: X.Yt / X.Yg (free-threading), X.Yg / X.Y (the build)", builds_apart)]
 
 
 def columns():
-    return [column for module in experiments.modules().values() for column in getattr(module, "ACROSS_PYTHONS", [])]
+    return [column for module in experiments.modules().values()
+            for column in getattr(module, "ACROSS_PYTHONS", [])] + COLUMNS
 
 
 def header():

@@ -10,6 +10,7 @@ import time
 
 import docker
 
+from clients import process_memory
 from lab import compose
 from lab.pythons import image as python_image
 from server.protocol import PORT as SERVER_PORT  # every server listens here inside its container
@@ -18,20 +19,7 @@ LABEL = "org.concurrency-lab.run"
 READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 3
 STATS_INTERVAL_S = 0.5
-# Reads the server's own process (not docker-init) from inside its container.
-SERVER_PROC_STATUS = """
-import json, os
-for pid in os.listdir('/proc'):
-    if pid.isdigit():
-        try:
-            cmd = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
-        except OSError:
-            continue
-        if b'python' in cmd[0] and cmd[1:3] == [b'-m', b'server']:  # not docker-init, whose args hold the same words
-            fields = dict(line.split(':', 1) for line in open(f'/proc/{pid}/status'))
-            print(json.dumps({k: fields[k].split()[0] for k in ('Threads', 'VmRSS', 'VmSize')}))
-            break
-"""
+READ_TIMEOUT_S = 20  # one reading of the server's processes (clients.process_memory)
 
 
 class LabError(Exception):
@@ -213,10 +201,9 @@ class Server:
         return client_record(module, code, out, err)
 
     def process_status(self):
-        """Threads, resident and virtual size (KiB) of the server process, read inside its container."""
-        code, out = self.container.exec_run(["python", "-c", SERVER_PROC_STATUS])
-        if code != 0 or not out.strip():
-            raise RuntimeError(f"cannot read the server's /proc status: {out.decode(errors='replace')}")
-        fields = json.loads(out)
-        return {"threads": int(fields["Threads"]), "rss_kib": int(fields["VmRSS"]),
-                "vsz_kib": int(fields["VmSize"])}
+        """The whole server, read inside its container by clients.process_memory: its processes (the
+        server, pool workers, forked children; not docker-init) and the sums of their threads, USS, PSS,
+        RSS and VSZ (KiB). A process that ends while it is read, or cannot be read, raises RuntimeError
+        with the reader's one line."""
+        record = self.run_client("process_memory", "--json", timeout=READ_TIMEOUT_S)
+        return {key: record[key] for key in process_memory.TOTALS}

@@ -9,11 +9,14 @@ from lab import REPO
 from lab.pythons import image as python_image
 
 
-def describe(lab, settings):
+def describe(lab, settings, unbuilt=None):
+    """unbuilt: {Python: why its image could not be built}, recorded in its place as its error."""
     info = lab.docker.info()
     image = lab.docker.images.get(lab.image)
-    pythons = {python: {**image_python(lab.docker, python_image(python)), "image": python_image(python),
-                        "image_id": lab.docker.images.get(python_image(python)).id}
+    unbuilt = unbuilt or {}
+    pythons = {python: {"image": python_image(python), "error": unbuilt[python]} if python in unbuilt else
+               {**image_python(lab.docker, python_image(python)), "image": python_image(python),
+                "image_id": lab.docker.images.get(python_image(python)).id}
                for python in settings.get("pythons") or []}
     return {
         "python": image_python(lab.docker, lab.image),

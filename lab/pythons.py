@@ -1,7 +1,14 @@
-"""The Pythons the lab's servers can run on, as images/pythons.tsv lists them (written once, there)."""
+"""The Pythons the lab's servers can run on, as images/pythons.tsv lists them (written once, there).
+
+A name is X.Y (the distribution's build), X.Yt (free-threaded, compiled) or X.Yg (X.Yt's twin: the
+same source and configure flags, with the GIL).
+"""
+import re
+
 from lab import REPO
 
 TABLE = REPO / "images" / "pythons.tsv"
+FREE_THREADED, TWIN = "t", "g"
 
 
 def versions():
@@ -11,8 +18,18 @@ def versions():
 
 
 def version_tuple(python):
-    """'3.14t' -> (3, 14); '3.13.5' -> (3, 13)."""
-    return tuple(int(part) for part in python.rstrip("t").split(".")[:2])
+    """'3.14t' -> (3, 14); '3.13g' -> (3, 13); '3.13.5' -> (3, 13)."""
+    return tuple(int(part) for part in re.sub(r"[a-z]+$", "", python).split(".")[:2])
+
+
+def distribution(python):
+    """'3.13t' -> '3.13' (so for X.Yg): the distribution's build of the same version."""
+    return re.sub(r"[a-z]+$", "", python)
+
+
+def twin(python):
+    """'3.13t' -> '3.13g': the GIL build from the same source and flags; None for any other name."""
+    return distribution(python) + TWIN if python.endswith(FREE_THREADED) else None
 
 
 def image(python):

@@ -130,6 +130,8 @@ def python_build(python):
     """'CPython 3.13.5, GIL' or 'CPython 3.13.5 free-threaded, GIL disabled' from environment.python."""
     if not python:
         return "unknown"
+    if python.get("error"):  # its image could not be built: its cells say why
+        return "image not built"
     name = {"cpython": "CPython"}.get(python.get("implementation"), python.get("implementation") or "Python")
     build = " free-threaded" if python.get("free_threaded") else ""
     gil = "GIL" if python.get("gil_enabled", True) else "GIL disabled"

@@ -25,9 +25,10 @@ def build(run):
     if record["settings"].get("pythons"):  # --python: the answers side by side first
         blocks += [Heading("Across Pythons and builds"),
                    Paragraph("The same experiments on each Python's server image (--python); the load generator "
-                             "is the same for all. A 't' build is free-threaded, compiled from source without "
-                             "PGO or LTO, so its 1-thread cost against the GIL build of the same version "
-                             "includes that difference."),
+                             "is the same for all. A 't' build is free-threaded and a 'g' build its twin with the "
+                             "GIL, both compiled from the same source with the same flags, without PGO or LTO: "
+                             "'t' against 'g' is what free-threading costs, 'g' against the distribution's "
+                             "build of the same version what the build lacks."),
                    across_pythons.table(run)]
     blocks += [Heading("Claims"), *claims.section(whole.verdicts())]
     if record["settings"].get("pythons"):
@@ -57,11 +58,11 @@ def unfinished(run, view):
 
 
 def measurements(view, prefix, level):
-    """Every experiment's section of one run (or one Python's part), then the server containers'
-    docker stats; image names start with prefix."""
+    """The section of every experiment the run planned or has cells of (one added to the lab since then
+    has nothing to say of it), then the server containers' docker stats; image names start with prefix."""
     blocks = []
     for module in experiments.modules().values():
-        if hasattr(module, "report"):
+        if hasattr(module, "report") and view.cells(module):
             blocks += module.report(view)
     blocks += [
         Heading("Server containers (docker stats)"),

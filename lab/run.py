@@ -81,9 +81,11 @@ def parse_args(argv):
                         "clients.perf1. The other cells need sub-second timing and always use the clients.")
     parser.add_argument("--python", dest="pythons", type=csv_list(pythons.versions()),
                         help="run the servers and the GIL and memory experiments on each of these Pythons, "
-                        "comma-separated: " + ", ".join(pythons.versions()) + " (t: free-threaded). Each "
+                        "comma-separated: " + ", ".join(pythons.versions()) + " (t: free-threaded; g: its twin, "
+                        "the same source and flags with the GIL). Each "
                         "runs in its image concurrency-lab-server:VERSION, built first by "
-                        "scripts/build-python-image if missing; the load stays on the lab image, so that "
+                        "scripts/build-python-image (a Python whose image cannot be built has its cells "
+                        "recorded as failed, with the reason); the load stays on the lab image, so that "
                         "only the server's Python changes (default: the lab image's Python for all)")
     parser.add_argument("--image", default=os.environ.get("LAB_IMAGE", "concurrency-lab:latest"),
                         help="the lab image (default: %(default)s; build it with docker compose build)")
@@ -141,9 +143,9 @@ def main(argv=None):
         settings = run.record["settings"] if run else settings_of(args)
         lab = Lab(settings["image"], settings["server_cpus"], settings["load_cpus"])
         check_cpus(settings, lab.docker.info()["NCPU"])
-        build_python_images(settings.get("pythons"))
+        unbuilt = build_python_images(settings.get("pythons"))
         if run is None:
-            env = environment.describe(lab, settings)
+            env = environment.describe(lab, settings, unbuilt)
             run = Run.create(args.results, settings, env, plan(settings, env["python"]["version"]))
     except (LabError, ValueError) as e:
         console.print(f"{PROG}: {e}", markup=False, highlight=False, style="red")
@@ -155,7 +157,7 @@ def main(argv=None):
     interrupted = False
     try:
         with lab.open(run.id):
-            run_cells(Context(lab, run, settings, choose_load(lab, settings)), cells)
+            run_cells(Context(lab, run, settings, choose_load(lab, settings)), cells, unbuilt)
     except KeyboardInterrupt:
         interrupted = True
     except docker.errors.DockerException as e:  # the engine itself failed; cells done so far are kept
@@ -212,12 +214,20 @@ def image_python_version(image):
 
 def build_python_images(versions):
     """Each Python's server image, from today's code, by scripts/build-python-image (seconds when
-    cached; the first free-threaded build compiles CPython, a few minutes)."""
-    if not versions:
-        return
-    console.print(f"building the server images of Python {', '.join(versions)}")
-    if subprocess.run([str(REPO / "scripts" / "build-python-image"), *versions], stdout=sys.stderr).returncode != 0:
-        raise LabError(f"scripts/build-python-image {' '.join(versions)} failed (its messages are above)")
+    cached; a compiled Python's first build takes a few minutes). {Python: why its image could not be
+    built}: their cells fail with that reason, and the rest of the run goes on."""
+    unbuilt = {}
+    for python in versions or []:
+        console.print(f"building the server image of Python {python}")
+        proc = subprocess.run([str(REPO / "scripts" / "build-python-image"), python], stdout=sys.stderr,
+                              stderr=subprocess.PIPE, text=True)
+        sys.stderr.write(proc.stderr)
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+            unbuilt[python] = lines[-1].removeprefix("build-python-image: error: ")
+            console.print(f"{PROG}: the image of Python {python} could not be built: {unbuilt[python]}; its cells "
+                          "will be recorded as failed", markup=False, highlight=False, style="red")
+    return unbuilt
 
 
 def choose_load(lab, settings):
@@ -235,8 +245,10 @@ def choose_load(lab, settings):
     return None
 
 
-def run_cells(ctx, cells):
-    run = ctx.run
+def run_cells(ctx, cells, unbuilt=None):
+    """Measure each cell not done yet; a cell of a Python whose image could not be built (unbuilt:
+    {Python: why}) fails with that reason, unmeasured."""
+    run, unbuilt = ctx.run, unbuilt or {}
     todo = [cell for cell in cells if not run.done(cell.id)]
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[done]}/{task.fields[of]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
@@ -248,6 +260,8 @@ def run_cells(ctx, cells):
             progress.update(task, description=cell.id)
             started = time.time()
             try:
+                if cell.python in unbuilt:
+                    raise LabError(f"the image of Python {cell.python} could not be built: {unbuilt[cell.python]}")
                 measurements = modules[cell.experiment].measure(ctx, cell)
                 result = {"status": "ok", "measurements": measurements, "error": None}
                 result["figures"] = experiments.figures({**cell.fields(), **result})

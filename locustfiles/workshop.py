@@ -10,10 +10,13 @@ the requests per second per request name, unsmoothed, with the long request's sp
 percentiles in µs from the HDR histograms merged across workers; the claim, the article's figure,
 the figure measured so far and the verdict of the runner's own rule; the servers' CPUs and Python.
 Each run's files go to LAB_LIVE_DIR/<time>-<claim>/ and are downloadable from /lab.
+With compose's profile gil, lab.gil_sampler posts each second's share of the GIL per server thread to
+/lab/gil, and the Lab view draws it under the rates.
 
 Workers outside the compose network reach the servers through their published ports:
 --lab-servers HOST (with --lab-port-prefix if the lab's LAB_PORT_PREFIX is not the default).
 """
+import collections
 import json
 import logging
 import os
@@ -43,6 +46,7 @@ IDLE_S = 3600.0
 ONCE_TIMEOUT_S = 600.0
 CHECK_TIMEOUT_S = 3.0
 FLOOR_S = 1.5
+GIL_SECONDS = 300  # the Lab view keeps the last five minutes of who held the GIL
 WEB = Path(live.__file__).parent / "web"
 # The files of a run, as the Lab view offers them: (file name, what it is).
 FILES = (("live.json", "the run: experiment, stages, per-second series, percentiles, verdict"),
@@ -151,7 +155,7 @@ def python_build():
 
 def check_server(address):
     """None if the server at NAME:PORT answers fib(10) right within CHECK_TIMEOUT_S, else why not, in
-    the lab's clients' own words (clients.request is compose's health check)."""
+    the lab's clients' own words (compose's health check, server.healthcheck, asks the same)."""
     try:
         with common.FibConnection(*parse_tcp_url(address), CHECK_TIMEOUT_S) as connection:
             common.check_fib_reply(10, connection.ask(b"10\n"))
@@ -178,6 +182,7 @@ class Lab:
         self.saved_to = None
         self.live_dir = Path(os.environ.get("LAB_LIVE_DIR", "results/live"))
         self.load = {}  # {experiment: measurements} of the load side, made once by the master
+        self.gil = collections.deque(maxlen=GIL_SECONDS)  # compose's profile gil: lab.gil_sampler's seconds
 
     def measure_load_side(self):
         """The loopback floor on the load's CPUs (the master's), for C10's text: the runner's own tool."""
@@ -316,7 +321,16 @@ class Lab:
             "requests_per_worker": dict(results.requests_per_worker) if results else {},
             "files": [{"name": name, "about": about} for name, about in FILES] if self.saved_to else [],
             "saved_to": str(self.saved_to) if self.saved_to else None,
+            "gil": list(self.gil),
         }
+
+    def take_gil_second(self, body):
+        """One second of lab.gil_sampler's live mode (SecondPoster); why not, in one line, if it is not one."""
+        if not isinstance(body, dict) or not isinstance(body.get("second"), int) or not isinstance(
+                body.get("threads"), list):
+            return "not a second of lab.gil_sampler: {second, target, samples, free, threads}"
+        self.gil.append(body)
+        return None
 
     def describe_run(self):
         run = self.run
@@ -434,6 +448,11 @@ def install_web(environment):
         if path is None:
             return jsonify({"error": f"no file {name!r} from the last run"}), 404
         return send_file(path, as_attachment=True, download_name=f"{LAB.saved_to.name}-{name}")
+
+    @view.route("/lab/gil", methods=["POST"])
+    def lab_gil():
+        why_not = LAB.take_gil_second(request.get_json(silent=True))
+        return (jsonify({"error": why_not}), 400) if why_not else jsonify({"ok": True})
 
     web_ui.app.register_blueprint(view)
 

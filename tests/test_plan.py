@@ -34,7 +34,8 @@ def test_every_module_of_the_package_is_an_experiment_in_the_registry():
 def test_the_plan_is_the_stored_plan_of_a_run_with_the_same_settings():
     record = json.loads((NOW / "results.json").read_text())
     stored = [Cell.from_record(fields) for fields in record["planned"]]
-    today = experiments.plan("quick", versions={None: (3, 13)})
+    # an experiment added since (server_memory) plans cells of its own; the record's experiments plan the same
+    today = experiments.plan("quick", versions={None: (3, 13)}, experiments={cell.experiment for cell in stored})
     assert [cell.fields() for cell in today] == [cell.fields() for cell in stored]
 
 

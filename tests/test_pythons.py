@@ -3,7 +3,9 @@ and a free-threaded build whose threads really run in parallel.
 
 The free-threaded build tested here is 3.13t: it is compiled from Debian's python3.13 source
 package, which this machine's Debian mirror serves; python3.14's source is not served here, so
-3.14t builds only where it is (scripts/build-python-image 3.14t, README).
+3.14t builds only where it is, or from a tarball (scripts/build-python-image --tarball,
+tests/test_build_python.py). 3.13g is its twin: the same source and flags, with the GIL. 3.15 is
+Debian's binary package on the sid base.
 """
 import json
 import subprocess
@@ -15,20 +17,22 @@ import pytest
 
 from conftest import REPO, run, unavailable
 from lab.experiments import perf1
-from lab.pythons import image
+from lab.pythons import image, twin
 from lab.record import verdict_label
 from test_runner import lab_run, only_run
 from wire import ask, connect, read_lines
 
 pytestmark = pytest.mark.docker
 GIL_BUILD, FREE_THREADED, NEWEST = "3.13", "3.13t", "3.14"
-# A cold build: the sid base (debootstrap, ~30 s), then CPython compiled (~2.5 min on 2 cores).
+TWIN, PACKAGED = twin(FREE_THREADED), "3.15"
+# A cold build: the sid base (debootstrap, ~30 s), then CPython compiled twice (~2.5 min each on 2 cores).
 BUILD_TIMEOUT_S = 1800
 
 
 @pytest.fixture(scope="module")
 def python_images(docker_engine):
-    proc = run([str(REPO / "scripts" / "build-python-image"), GIL_BUILD, FREE_THREADED, NEWEST], BUILD_TIMEOUT_S)
+    proc = run([str(REPO / "scripts" / "build-python-image"), GIL_BUILD, FREE_THREADED, NEWEST, TWIN, PACKAGED],
+               BUILD_TIMEOUT_S)
     if proc.returncode != 0:
         message = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         if "registry" in proc.stderr or "root" in proc.stderr:
@@ -54,6 +58,18 @@ def test_each_image_runs_the_python_it_is_named_for(python_images):
     assert builds[NEWEST]["version"].startswith("3.14.") and not builds[NEWEST]["free_threaded"]
     assert builds[FREE_THREADED] == {**builds[FREE_THREADED], "free_threaded": True, "gil_enabled": False}
     assert builds[FREE_THREADED]["version"] == builds[GIL_BUILD]["version"], "the same version, two builds"
+    builds.update({python: build_of(python) for python in (TWIN, PACKAGED)})
+    assert builds[TWIN] == {**builds[GIL_BUILD], "free_threaded": False, "gil_enabled": True}, "the twin has the GIL"
+    assert builds[PACKAGED]["version"].startswith("3.15.") and builds[PACKAGED]["gil_enabled"]
+
+
+def test_the_twin_is_compiled_with_the_free_threaded_builds_flags_but_the_gil(python_images):
+    """3.13g / 3.13t measures free-threading alone only if nothing else differs: the same configure flags."""
+    flags = {python: docker_run(image(python), "python", "-c", "import sysconfig; "
+                                "print(sysconfig.get_config_var('CONFIG_ARGS'))").stdout.split()
+             for python in (FREE_THREADED, TWIN)}
+    assert "'--disable-gil'" in flags[FREE_THREADED] and "'--disable-gil'" not in flags[TWIN], flags
+    assert [flag for flag in flags[FREE_THREADED] if flag != "'--disable-gil'"] == flags[TWIN], flags
 
 
 @pytest.fixture

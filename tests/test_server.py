@@ -360,3 +360,21 @@ def test_a_port_in_use_is_a_clear_error(start_server):
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{server.port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_compose_health_check_asks_fib_10_and_says_why_not_in_one_line(start_server):
+    """server.healthcheck, as compose runs it (python -S): healthy only for the right fib(10), over a real
+    connection; a closed port, a wrong reply and a bad argument each get one line and a non-zero exit."""
+    def check(*args):
+        result = subprocess.run([sys.executable, "-S", "-m", "server.healthcheck", *args], cwd=REPO,
+                                capture_output=True, text=True, timeout=20)
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 1, result.stderr
+        return result.returncode, result.stderr.strip()
+
+    assert check(str(start_server("threaded").port)) == (0, "")
+    echo = start_server("threaded", "--handler", "echo")
+    assert check(str(echo.port)) == (1, f"127.0.0.1:{echo.port} answered fib(10) with b'10\\n', not b'55\\n'")
+    echo.stop()
+    code, why = check(str(echo.port))
+    assert code == 1 and why.startswith(f"127.0.0.1:{echo.port} does not answer fib(10): "), why
+    assert check("port") == (1, "usage: python -S -m server.healthcheck [PORT]")

@@ -63,8 +63,8 @@ def test_the_tooling_is_a_package_and_nothing_edits_the_import_path():
 
 def test_the_python_versions_are_listed_once():
     versions = pythons.versions()
-    assert len(versions) >= 4 and all(re.fullmatch(r"3\.\d+t?", v) for v in versions)
-    listing_versions = re.compile("|".join(rf"(?<![\d.]){re.escape(v)}(?![\d.t])" for v in versions))
+    assert len(versions) >= 4 and all(re.fullmatch(r"3\.\d+[tg]?", v) for v in versions)
+    listing_versions = re.compile("|".join(rf"(?<![\d.]){re.escape(v)}(?![\d.tg])" for v in versions))
     for path in tracked():
         relative = path.relative_to(REPO).as_posix()
         if relative.startswith(("tests/", "docs/")) or path.suffix == ".md" or path == pythons.TABLE:

@@ -229,3 +229,28 @@ def test_a_server_that_is_down_is_named_and_the_run_is_partial(lab, chromium_dri
         assert lab.ui("/lab/data")["locust_state"] == "stopped"
     finally:
         lab.up()
+
+
+def test_the_gil_profile_shows_the_long_requests_thread_holding_the_gil(lab, chromium_driver):
+    """compose's profile gil: lab.gil_sampler reads server-threaded with py-spy and posts each second to the
+    Lab view, which draws each thread's share of the GIL. During C6 the thread that runs fib(n) holds it
+    in (nearly) every sample of a second; perf2's thread, which needs it for every request, in few."""
+    lab.compose("--profile", "gil", "up", "-d", "--no-build", "--wait", "--wait-timeout", "150", "gil-sampler",
+                timeout=180)
+    try:
+        open_lab_view(chromium_driver, lab)
+        wait_for_text(chromium_driver, "#gil-target", lambda text: text == "server-threaded", timeout=30,
+                      what="the GIL panel, once the sampler posts")
+        verdict, _ = run_experiment(chromium_driver, lab, "C6")
+        seconds = lab.ui("/lab/data")["gil"]
+        ran_fib = {t["tid"] for s in seconds for t in s["threads"] if t["fib_depth"] > 5}
+        assert len(ran_fib) == 1, seconds[-20:]
+        held = [t["held"] for s in seconds for t in s["threads"] if t["tid"] in ran_fib]
+        assert max(held) >= 0.8, seconds[-20:]
+        assert chromium_driver.find_elements("css selector", "#gil-chart path")
+        labels = chromium_driver.execute_script(
+            "return [...document.querySelectorAll('#gil-chart text')].map(t => t.textContent)")
+        assert any("ran fib: the long request" in label for label in labels) and "no thread" in labels, labels
+        screenshot(chromium_driver, "lab-view-gil")
+    finally:
+        lab.compose("--profile", "gil", "rm", "--stop", "--force", "gil-sampler", timeout=60)

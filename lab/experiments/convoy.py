@@ -9,6 +9,7 @@ rate (C8); a threshold pool keeps the short requests inline and fast (C9).
 import math
 import statistics
 import time
+from contextlib import nullcontext
 
 from lab import live, plots
 from lab.document import Heading, Paragraph
@@ -33,10 +34,12 @@ def estimate_s(size):
     return size["perf2_s"] + 2
 
 
-def measure(ctx, cell):
+def measure(ctx, cell, beside=None):
+    """perf2 with the long request in the middle; beside(server), if given, is a context manager held
+    around the clients (the GIL sampler of gil_share)."""
     p = cell.params
     extra = ["--switch-interval", p["switch_interval_s"]] if "switch_interval_s" in p else []
-    with ctx.server(cell, *extra) as server:
+    with ctx.server(cell, *extra) as server, beside(server) if beside else nullcontext():
 
         def long_request():
             time.sleep(p["long_delay_s"])
@@ -49,7 +52,8 @@ def measure(ctx, cell):
     # From the send, not from the client's start: the load CPU is busy with perf2, and connecting can
     # take a tenth of a second, whose buckets would count as 'during' at perf2's full rate.
     return {**rates(perf2, long["sent_at"], long["ended_at"]), "long_n": p["long_n"],
-            "long_s": long["elapsed_s"], "switch_interval_s": p.get("switch_interval_s")}
+            "long_s": long["elapsed_s"], "switch_interval_s": p.get("switch_interval_s"),
+            "perf2_started_at": perf2["started_at"], "perf2_ended_at": perf2["ended_at"]}
 
 
 def rates(perf2, long_start, long_end):
