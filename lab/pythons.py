@@ -27,6 +27,23 @@ def distribution(python):
     return re.sub(r"[a-z]+$", "", python)
 
 
+def free_threaded(python):
+    """Whether the name is a free-threaded build's: '3.13t'. None (the lab image's Python) is not."""
+    return bool(python) and python.endswith(FREE_THREADED)
+
+
+def with_twins(names):
+    """The names, each free-threaded X.Yt followed by its twin X.Yg when the table lists one and it was
+    not named: the cross-version table splits X.Yt's cost into free-threading and the build only then."""
+    listed = versions()
+    out = []
+    for name in names:
+        out.append(name)
+        if (pair := twin(name)) and pair in listed and pair not in names:
+            out.append(pair)
+    return out
+
+
 def twin(python):
     """'3.13t' -> '3.13g': the GIL build from the same source and flags; None for any other name."""
     return distribution(python) + TWIN if python.endswith(FREE_THREADED) else None

@@ -82,7 +82,8 @@ def parse_args(argv):
     parser.add_argument("--python", dest="pythons", type=csv_list(pythons.versions()),
                         help="run the servers and the GIL and memory experiments on each of these Pythons, "
                         "comma-separated: " + ", ".join(pythons.versions()) + " (t: free-threaded; g: its twin, "
-                        "the same source and flags with the GIL). Each "
+                        "the same source and flags with the GIL, added after each t that it does not "
+                        "follow already, so that the table can split its cost). Each "
                         "runs in its image concurrency-lab-server:VERSION, built first by "
                         "scripts/build-python-image (a Python whose image cannot be built has its cells "
                         "recorded as failed, with the reason); the load stays on the lab image, so that "
@@ -122,7 +123,8 @@ def check_cpus(settings, host_cpus):
 def settings_of(args):
     return {"mode": "quick" if args.quick else "full", "strategies": args.strategies,
             "experiments": args.experiments, "server_cpus": args.server_cpus, "pool_cpus": args.pool_cpus,
-            "load_cpus": args.load_cpus, "image": args.image, "load": args.load, "pythons": args.pythons}
+            "load_cpus": args.load_cpus, "image": args.image, "load": args.load,
+            "pythons": pythons.with_twins(args.pythons) if args.pythons else args.pythons}
 
 
 def plan(settings, lab_python):

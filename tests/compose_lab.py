@@ -109,10 +109,10 @@ class Lab:
         return info
 
     def parallelism(self, service):
-        """clients.cpu_parallelism in the service's container, on its CPUs: two bare fib processes over one
-        (about 1 on two free CPUs, near 2 while another job holds one)."""
+        """clients.cpu_parallelism's record in the service's container, on its CPUs: its ratio, two bare fib
+        processes over one (about 1 on two free CPUs, near 2 while another job holds one), and one_s."""
         proc = self.compose("exec", "-T", service, "python", "-m", "clients.cpu_parallelism", "--json", timeout=60)
-        return json.loads(proc.stdout.strip().splitlines()[-1])["ratio"]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def ui(self, path, data=None, timeout=10):
         url = f"http://127.0.0.1:{self.ui_port}{path}"

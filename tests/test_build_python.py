@@ -124,6 +124,17 @@ def test_a_run_without_the_twin_says_how_to_get_it_and_a_run_on_one_python_has_n
     assert [row[-1] for row in across_pythons.rows(load_run(NOW))] == ["–"]
 
 
+@pytest.mark.fast
+def test_a_free_threaded_python_brings_its_twin_into_the_run():
+    """--python 3.13,3.13t,3.14,3.15 runs 3.13g too, right after 3.13t; a twin named already stays where it is."""
+    from lab.run import parse_args, settings_of
+
+    assert settings_of(parse_args(["--python", "3.13,3.13t,3.14,3.15"]))["pythons"] == [
+        "3.13", "3.13t", "3.13g", "3.14", "3.15"]
+    assert settings_of(parse_args(["--python", "3.13g,3.13t"]))["pythons"] == ["3.13g", "3.13t"]
+    assert settings_of(parse_args(["--python", "3.14"]))["pythons"] == ["3.14"]
+
+
 @pytest.fixture(scope="module")
 def debian_python313_tarball(docker_engine, tmp_path_factory):
     """The python3.13 upstream tarball (Python-3.13.x/) from the Debian mirror, as a workshop would carry it."""

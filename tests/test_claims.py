@@ -31,8 +31,9 @@ def rows_as_before(rows):
 
 # Rules raised to a newer version since these fixtures were stored, and why: their words changed, not
 # what they give a record made before (C4, C7: the line between parallel and doubled is measured in
-# the run; a record without that measurement gets the old line, 1.5).
-NEWER_RULES = {"C4": 2, "C7": 2}
+# the run, v2, and a cell whose machine changed speed meanwhile is measured again, v3; a record
+# without those measurements gets the old line, 1.5).
+NEWER_RULES = {"C4": 3, "C7": 3}
 
 
 def with_todays_rules(stored, judged):

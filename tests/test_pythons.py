@@ -162,7 +162,7 @@ def test_free_threaded_perf1_does_not_double_where_the_gil_build_does(python_ima
         for python in starved:
             row = verdicts[f"C4 on {python}"]
             assert cells[python]["attempts"] == perf1.ATTEMPTS and row["verdict"] == "not run", row
-            assert "another job held the server's CPUs" in row["measured"], row
+            assert row["measured"] == perf1.unjudged(cells[python]), row
         print(f"starved in every attempt on {starved}: {cells}")
     else:
         parallel = max(1.0, cells[FREE_THREADED]["parallel_ratio"])

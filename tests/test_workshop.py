@@ -7,7 +7,8 @@ marked it partial (a failed request, a worker gone), or when its verdict is not 
 clients had a request in flight less than STARVED of the time (lab.live.LiveRun.in_flight_share:
 the load side, not the server, was short of CPU), or, for C4, C6 and C7, when another job held the
 server's CPUs (two bare processes in its container, just before and after the run, took
-lab.experiments.perf1.STARVED times one's time or more, as the runner's perf1 cells check; under
+lab.experiments.perf1.STARVED times one's time or more, or fib alone changed speed by more than
+perf1.DRIFT, as the runner's perf1 cells check; under
 such a job the long request's thread waits for a CPU to take the GIL back, and perf2 slips through).
 A claim whose every attempt ran so is not judged, and the test says so.
 """
@@ -67,23 +68,30 @@ def judged(driver, lab, claim_id):
     for _ in range(ATTEMPTS):
         before = lab.parallelism(service) if service else None
         verdict, measured = run_experiment(driver, lab, claim_id)
-        parallel = (before + lab.parallelism(service)) / 2 if service else None
+        machine = the_machine(before, lab.parallelism(service)) if service else None
         in_flight = lab.ui("/lab/data")["run"]["in_flight"]
-        attempts.append((verdict, measured, in_flight, parallel))
-        starved = any(share is not None and share < STARVED for share in in_flight) or cpus_held(parallel)
+        attempts.append((verdict, measured, in_flight, machine))
+        starved = any(share is not None and share < STARVED for share in in_flight) or cpus_held(machine)
         if verdict["state"] != "partial" and (verdict["verdict"] == "reproduced" or not starved):
             break
     return verdict, measured, attempts
 
 
-def cpus_held(parallel):
-    return parallel is not None and parallel >= perf1.STARVED
+def the_machine(before, after):
+    """What the runner's perf1 cells store of the machine around a run (perf1.measure)."""
+    return {"n": before["n"], "parallel_ratio": (before["ratio"] + after["ratio"]) / 2,
+            "speed_change": after["one_s"] / before["one_s"]}
+
+
+def cpus_held(machine):
+    return machine is not None and perf1.starved(machine)
 
 
 def not_judged(attempts):
-    """Whether every attempt ran while another job held the server's CPUs (then the test says so)."""
-    if all(cpus_held(parallel) for *_, parallel in attempts):
-        print(f"not judged, the CPUs held by another job in {len(attempts)} attempts: {attempts}")
+    """Whether every attempt ran while another job held the server's CPUs, or the machine's speed changed
+    (then the test says so)."""
+    if all(cpus_held(machine) for *_, machine in attempts):
+        print(f"not judged, the server's CPUs held or their speed changed in {len(attempts)} attempts: {attempts}")
         return True
     return False
 

@@ -15,6 +15,7 @@ from lab.document import Heading, Paragraph, Table
 from lab.experiment import Cell, pct, target
 from lab.experiments import convoy
 from lab.gil_sampler import HELD, Sampling
+from lab.pythons import free_threaded
 from lab.record import python_build
 from server.strategies import threaded
 
@@ -33,7 +34,7 @@ def cells(mode):
 
 
 def measure(ctx, cell):
-    if (cell.python or "").endswith("t"):  # free-threaded (images/pythons.tsv): no GIL for a thread to hold
+    if free_threaded(cell.python):  # no GIL for a thread to hold
         return {"gil_seen": False, "no_gil": f"Python {cell.python} is free-threaded: no GIL for a thread to hold"}
     samplers = []
 
