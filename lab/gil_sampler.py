@@ -1,12 +1,14 @@
 """Which thread of a server holds the GIL, sampled from outside the server with py-spy.
 
 Runs in a sidecar container that shares the server container's PID namespace and alone gets
-CAP_SYS_PTRACE (lab.gil_sampler.sampling starts it); the server keeps its hardening and is not changed.
+CAP_SYS_PTRACE (Sampling below starts it in the runner; compose's profile gil in the live lab); the
+server keeps its hardening and is not changed.
 
-    python -m lab.gil_sampler [--rate HZ] [--max-s S]
+    python -m lab.gil_sampler [--rate HZ] [--max-s S] [--post URL --target NAME]
 
-About every 1/rate s (at a random point of each period) it runs `py-spy dump --nonblocking` on the server's process, which names each thread's
-state: idle, active, or active+gil (the one thread that holds the GIL). py-spy's `record` keeps no time
+About every 1/rate s (at a random point of each period) it runs `py-spy dump --nonblocking` on the
+server's process, which names each thread's state: idle, active, or active+gil (the one thread that
+holds the GIL). py-spy's `record` keeps no time
 per sample in a form that says which thread held the GIL (its chrome trace merges a thread's unchanged
 stacks across samples where it did not hold it), so one dump per sample it is: each one is a real
 reading at a known epoch time, which lines up with perf2's buckets. A dump costs about 5 ms of CPU, on
@@ -245,7 +247,8 @@ class Sampling:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lab.gil_sampler", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.gil_sampler", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=25.0, help="dumps per second (default: 25)")
     parser.add_argument("--max-s", type=float, default=600.0, help="stop after this many seconds (default: 600)")
     parser.add_argument("--post", metavar="URL", help="live mode: POST each second's shares to URL (the Lab view's "
