@@ -21,16 +21,24 @@ from server.strategies import threaded
 
 RATE_HZ = 25  # a py-spy dump costs about 5 ms of CPU on the load CPU
 BUCKET_S = 0.2  # the timeline's bucket: 5 samples at RATE_HZ
-SIZES = {"quick": dict(convoy=convoy.SIZES["quick"], perf1=dict(n=27, perf1_s=1.5)),
-         "full": dict(convoy=convoy.SIZES["full"], perf1=dict(n=30, perf1_s=4.0))}
+SIZES = {"quick": dict(convoy=convoy.SIZES["quick"], perf1=dict(n=27, perf1_s=1.5), switch_intervals_s=()),
+         "full": dict(convoy=convoy.SIZES["full"], perf1=dict(n=30, perf1_s=4.0), switch_intervals_s=(0.001, 0.0001))}
 SUPPORTS = ("C4", "C6")
 
 
 def cells(mode):
+    """The convoy and two perf1 clients; in full mode the convoy again at the switch-interval sweep's
+    shorter intervals too, where perf2's thread gets the GIL back more often."""
     size = SIZES[mode]
-    return [Cell(strategy=threaded, variant="convoy", params=size["convoy"],
-                 estimate_s=convoy.estimate_s(size["convoy"]) + 1),
+    convoys = [("convoy", size["convoy"])] + [(f"convoy-si-{si:g}", {**size["convoy"], "switch_interval_s": si})
+                                              for si in size["switch_intervals_s"]]
+    return [*(Cell(strategy=threaded, variant=variant, params=params, estimate_s=convoy.estimate_s(params) + 1)
+              for variant, params in convoys),
             Cell(strategy=threaded, variant="perf1", params=size["perf1"], estimate_s=size["perf1"]["perf1_s"] + 3)]
+
+
+def is_convoy(cell):
+    return "long_n" in cell.params
 
 
 def measure(ctx, cell):
@@ -42,7 +50,7 @@ def measure(ctx, cell):
         samplers.append(Sampling(server, RATE_HZ, max_s=cell.estimate_s + 120))
         return samplers[-1]
 
-    if cell.variant == "convoy":
+    if is_convoy(cell):
         m = convoy.measure(ctx, cell, beside=sampled)
         window, long_window = (m["perf2_started_at"], m["perf2_ended_at"]), (m["long_started_at"], m["long_ended_at"])
     else:
@@ -164,7 +172,7 @@ def report(view):
                             "interval the long request's thread lets go, and the GIL is free until the thread "
                             "that asked for it runs, longer when its CPU is busy. With two perf1 clients, their "
                             "threads share it about half and half: that is C4's doubling."))
-    blocks.append(plots.figure("gil_share", "Which thread holds the GIL, per 0.1 s, beside perf2's rate",
+    blocks.append(plots.figure("gil_share", f"Which thread holds the GIL, per {BUCKET_S:g} s, beside perf2's rate",
                                timeline(view, cells)))
     return blocks
 
@@ -186,7 +194,7 @@ def timeline(view, cells):
                               f"{plots.absent(view, cell) if cell and m is None else 'no GIL holder seen'}")
                 continue
             start, end = record["samples"][0][0], record["samples"][-1][0]
-            if cell.variant == "convoy":
+            if is_convoy(cell):
                 perf2 = view.raw(cell, "perf2.json")
                 start, end = perf2["started_at"], max(perf2["ended_at"], m["long_ended_at"])
                 ax.axvspan(m["long_started_at"] - start, m["long_ended_at"] - start, color=plots.LONG, alpha=0.25,
