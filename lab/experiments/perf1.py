@@ -22,9 +22,10 @@ DOUBLED = 1.5  # a latency ratio nearer 2 (doubled) than 1 (unchanged)
 # another job held those CPUs, and took some from the clients too, so a ratio there says more about
 # that job than about the server. The cell is measured again.
 STARVED = 1.4
-# fib(n) alone on the server's CPUs after the clients, over before: outside 1/DRIFT to DRIFT the machine's
-# own speed changed while the cell ran (a virtual machine here once took 22.5 ms before and 15.6 ms
-# after), so the 1-client and 2-client latencies were measured at different speeds. Measured again too.
+# fib(n) alone on the server's CPUs before the clients, between their two phases and after: the slowest
+# over the fastest above DRIFT means the machine's own speed changed while the cell ran (a virtual
+# machine here once took 22.5 ms before and 15.6 ms after), so the 1-client and 2-client latencies
+# were measured at different speeds. Measured again too.
 DRIFT = 1.25
 ATTEMPTS = 3
 PARALLELISM_S = 0.3
@@ -42,21 +43,26 @@ def measure(ctx, cell):
         with ctx.server(cell) as server:
             warm_up(ctx, cell, server)
             before = parallelism(ctx, cell, server, "before")
-            m = (measure_with_locust if ctx.locust else measure_with_clients)(ctx, cell, server)
+            probes = [before]
+            m = (measure_with_locust if ctx.locust else measure_with_clients)(
+                ctx, cell, server, between=lambda: probes.append(parallelism(ctx, cell, server, "between")))
             after = parallelism(ctx, cell, server, "after")
-        # Measured on each side of the clients, so that a machine whose load changes meanwhile is seen.
+        # Measured around the clients and between their two phases, so that a machine whose load or
+        # speed changes meanwhile is seen.
         m["parallel_ratio"] = None if before is None else (before["ratio"] + after["ratio"]) / 2
         m["bare_fib_s"] = None if before is None else (before["one_s"] + after["one_s"]) / 2
-        m["speed_change"] = None if before is None else after["one_s"] / before["one_s"]
+        speeds = [probe["one_s"] for probe in [*probes, after] if probe]
+        m["speed_change"] = max(speeds) / min(speeds) if speeds else None
         if not starved(m):
             break
     return {**m, "attempts": attempt}
 
 
-def measure_with_clients(ctx, cell, server):
+def measure_with_clients(ctx, cell, server, between=lambda: None):
     args = ["--n", cell.params["n"], "--duration", cell.params["duration_s"]]
     timeout = cell.params["duration_s"] + 60
     one = ctx.client(cell, "one_client", "perf1", *target(server), *args, timeout=timeout)
+    between()
     two = [ctx.in_background(ctx.client, cell, f"two_clients_{i}", "perf1", *target(server), *args,
                              timeout=timeout) for i in (1, 2)]
     together = while_both_ran([t.join() for t in two])
@@ -103,10 +109,12 @@ def warm_up(ctx, cell, server):
     ctx.client(cell, "warm_up", "perf1", *target(server), "--n", cell.params["n"], "--count", 10, timeout=60)
 
 
-def measure_with_locust(ctx, cell, server):
+def measure_with_locust(ctx, cell, server, between=lambda: None):
     """Locust's perf1 scenario: 1 user, then 2 users (users = clients)."""
     p = cell.params
-    runs = {users: ctx.locust.run("perf1", server, users, p["duration_s"], perf1_n=p["n"]) for users in (1, 2)}
+    runs = {1: ctx.locust.run("perf1", server, 1, p["duration_s"], perf1_n=p["n"])}
+    between()
+    runs[2] = ctx.locust.run("perf1", server, 2, p["duration_s"], perf1_n=p["n"])
     ctx.run.save_raw(cell.id, "locust.json", {"load": ctx.locust.mode, "retried": getattr(ctx.locust, "retried", 0),
                                               "runs": {f"{users}_users": {"mean_s": mean, "requests": count}
                                                        for users, (mean, count) in runs.items()}})
@@ -133,9 +141,10 @@ def doubled_line(c):
 def unjudged(c):
     """Why a cell's ratio is not judged (its last attempt, like every one before, was starved), or None."""
     if drifted(c):
-        return (f"the machine's speed changed while the cell ran: fib({c['n']}) alone on the server's CPUs took "
-                f"x{c['speed_change']:.2f} as long after the clients as before, in every attempt (judged within "
-                f"x{1 / DRIFT:.2f} to x{DRIFT:.2f})")
+        change = max(c["speed_change"], 1 / c["speed_change"])
+        return (f"the machine's speed changed while the cell ran: fib({c['n']}) alone on the server's CPUs, timed "
+                f"before, between and after the clients, took up to x{change:.2f} as long one time as another, "
+                f"in every attempt (judged up to x{DRIFT:.2f})")
     if starved(c):
         return (f"another job held the server's CPUs: two bare fib processes on them took x{c['parallel_ratio']:.2f} "
                 f"of one's time in every attempt (1.00 on free CPUs; judged below {STARVED})")
@@ -154,8 +163,9 @@ def ratio_text(measured, strategy):
 
 
 RULE_LINE = ("halfway between the ratio of two bare fib processes on the same CPUs in the same run (parallel; "
-             f"1 on free CPUs, and the cell is measured again when it is >= {STARVED}, or when fib alone took "
-             f"over x{DRIFT:g} or under x{1 / DRIFT:g} as long after the clients as before) and 2 (doubled)")
+             f"1 on free CPUs, and the cell is measured again when it is >= {STARVED}, or when fib alone, timed "
+             f"before, between and after the clients, took over x{DRIFT:g} as long one time as another) and 2 "
+             "(doubled)")
 
 
 @claim("C4", f"A 2nd perf1 client doubles each client's latency on the {threaded.NAME} server (GIL).",
