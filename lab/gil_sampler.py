@@ -25,7 +25,6 @@ or, when it cannot sample at all, exits 1 with one line on stderr.
 """
 import argparse
 import json
-import os
 import random
 import re
 import resource
@@ -35,6 +34,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+
+from clients import common, process_memory
 
 THREAD_LINE = re.compile(r'^Thread (?P<tid>\S+) \((?P<state>[a-z+]+)\)(?:: "(?P<name>.*)")?')
 FRAME_LINE = re.compile(r"^\s+(?P<function>\S+) \(")
@@ -52,15 +53,11 @@ class SamplerError(Exception):
 
 
 def server_pid():
-    """The PID of `python -m server` in this PID namespace (not docker-init, whose args hold the same words)."""
-    for pid in sorted(filter(str.isdigit, os.listdir("/proc")), key=int):
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if b"python" in os.path.basename(cmd[0]) and cmd[1:3] == [b"-m", b"server"]:
-            return int(pid)
-    return None
+    """The PID of `python -m server` in this PID namespace (clients.process_memory's own search), or None."""
+    try:
+        return process_memory.find_server(process_memory.processes())
+    except common.ClientError:
+        return None
 
 
 def parse_dump(text):

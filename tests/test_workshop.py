@@ -80,7 +80,7 @@ def judged(driver, lab, claim_id):
 def the_machine(before, after):
     """What the runner's perf1 cells store of the machine around a run (perf1.measure)."""
     return {"n": before["n"], "parallel_ratio": (before["ratio"] + after["ratio"]) / 2,
-            "speed_change": after["one_s"] / before["one_s"]}
+            "speed_change": perf1.speed_change([before, after])}
 
 
 def cpus_held(machine):

@@ -51,8 +51,7 @@ def measure(ctx, cell):
         # speed changes meanwhile is seen.
         m["parallel_ratio"] = None if before is None else (before["ratio"] + after["ratio"]) / 2
         m["bare_fib_s"] = None if before is None else (before["one_s"] + after["one_s"]) / 2
-        speeds = [probe["one_s"] for probe in [*probes, after] if probe]
-        m["speed_change"] = max(speeds) / min(speeds) if speeds else None
+        m["speed_change"] = speed_change([*probes, after])
         if not starved(m):
             break
     return {**m, "attempts": attempt}
@@ -79,6 +78,13 @@ def parallelism(ctx, cell, server, when):
         return None
     return ctx.client(cell, f"cpu_parallelism_{when}", "cpu_parallelism", "--n", cell.params["n"],
                       "--duration", PARALLELISM_S, timeout=60, on=server)
+
+
+def speed_change(probes):
+    """fib(n) alone, the slowest timing over the fastest, of clients.cpu_parallelism records (None: a
+    single CPU, nothing measured)."""
+    speeds = [probe["one_s"] for probe in probes if probe]
+    return max(speeds) / min(speeds) if speeds else None
 
 
 def starved(m):
