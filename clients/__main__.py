@@ -14,7 +14,7 @@ import sys
 from clients import common
 
 # The clients that talk to a server (make_parser(network=True)); tests/test_clients.py checks the list.
-NETWORK_CLIENTS = ("perf1", "perf2", "request", "hold_connections")
+NETWORK_CLIENTS = ("perf1", "perf2", "request", "hold_connections", "abuse")
 
 USAGE = "usage: python -m clients NAME SERVICE [ARGS...]"
 HELP = f"""{USAGE}

@@ -6,11 +6,13 @@ import multiprocessing
 import os
 import signal
 import threading
-from concurrent.futures import Executor, ProcessPoolExecutor
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
-from server.lifecycle import Shutdown, exit_at_once, ignore_further_signals
+from server.lifecycle import (STOP_GRACE_S, Shutdown, exit_at_once, ignore_further_signals, send_signal,
+                              stop_with_the_server, wait_end)
 
 log = logging.getLogger("server")
 
@@ -24,34 +26,60 @@ def _worker_init():
 class Pool(Executor):
     """A ProcessPoolExecutor's submit(), which is all asyncio's run_in_executor needs. The requests in
     flight when a worker dies fail (their clients get an ERR); the next submit starts a fresh executor
-    instead of failing forever."""
+    instead of failing forever. Once shutdown has begun, no executor starts again, and a request gets a
+    future that is never done: its thread (or task) waits for the exit, instead of answering ERR to each
+    of a pipeline's requests in a loop that would only compete with the cleanup for the GIL."""
 
     def __init__(self, workers):
         self.workers = workers
         self.replacing = threading.Lock()
+        self.stopping = False
+        self.executors = set()  # started and not terminated yet: whose workers a shutdown signal stops
+        stop_with_the_server(self._signal_workers)
         self.executor = self._start()
 
     def _start(self):
         # forkserver: workers never inherit the listening socket or the server's threads.
         executor = ProcessPoolExecutor(self.workers, initializer=_worker_init,
                                        mp_context=multiprocessing.get_context("forkserver"))
+        self.executors.add(executor)
         return _warm(executor, self.workers)
 
     def submit(self, fn, *args):
+        if self.stopping:
+            return Future()
         executor = self.executor
         try:
             return executor.submit(fn, *args)
         except BrokenProcessPool:
             pass
         with self.replacing:
+            if self.stopping:
+                return Future()
             if self.executor is executor:  # the first thread to notice replaces it
                 log.warning("a pool worker died; starting a new pool")
-                _terminate(executor)
+                self._terminate(executor)
                 self.executor = self._start()
         return self.executor.submit(fn, *args)
 
     def stop(self):
-        _terminate(self.executor)
+        self.stopping = True
+        with self.replacing:  # a replacement under way ends first; its workers are stopped too
+            for executor in list(self.executors):
+                self._terminate(executor)
+        _stop_multiprocessing_helpers()
+
+    def _terminate(self, executor):
+        _terminate(executor)
+        self.executors.discard(executor)
+
+    def _signal_workers(self, signum):
+        """At the shutdown signal (in its handler): no more replacements, and every worker gets signum now,
+        not once the strategy has unwound."""
+        self.stopping = True
+        for executor in list(self.executors):
+            for process in list((executor._processes or {}).values()):  # no public way before 3.14
+                send_signal(process.pid, signum)
 
 
 @contextmanager
@@ -82,8 +110,21 @@ def _warm(executor, workers):
     return executor
 
 
+def _stop_multiprocessing_helpers():
+    """The forkserver and the resource tracker would end by themselves once the server has gone, then
+    wait for init to reap them (as zombies, still in the process group: seconds where init reaps slowly).
+    Stopped and reaped here, they are gone before the server exits. The forkserver first: it ends once
+    no worker is left, and it holds the resource tracker open."""
+    from multiprocessing import forkserver, resource_tracker
+    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+        stop = getattr(helper, "_stop", None)  # no public way; without it, they end as they did before
+        if stop:
+            stop()
+
+
 def _terminate(executor):
-    """Stop the workers even in the middle of a fib(40): shutdown(wait=True) would wait for it."""
+    """Stop the workers even in the middle of a fib(40): shutdown(wait=True) would wait for it. SIGTERM
+    ends a worker at once (_worker_init); one that is still there after the grace is killed."""
     if hasattr(executor, "terminate_workers"):  # Python >= 3.14
         executor.terminate_workers()
         return
@@ -92,8 +133,9 @@ def _terminate(executor):
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
+    end = wait_end(STOP_GRACE_S)  # one grace for them all, not one each
     for process in processes:
-        process.join(timeout=1)
+        process.join(timeout=max(0.0, end - time.monotonic()))
         if process.is_alive():
             process.kill()
             process.join()
@@ -101,4 +143,4 @@ def _terminate(executor):
     # to that pipe unless closed, and a thread still closing it races the exit into a traceback (EBADF,
     # Python 3.11).
     if manager is not None:
-        manager.join(timeout=1)
+        manager.join(timeout=max(0.0, wait_end(STOP_GRACE_S) - time.monotonic()))

@@ -93,6 +93,23 @@ def start_server(tmp_path):
         assert "Traceback" not in server.stderr(), server.stderr()
 
 
+def pytest_terminal_summary(terminalreporter):
+    """One line for the slowest shutdown that any test recorded with record_property("shutdown_s", seconds),
+    passed or failed, so that a run shows how close it came to the 2 s contract."""
+    times = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "shutdown_s":
+                    times[report.nodeid] = max(value, times.get(report.nodeid, value))
+    if times:
+        worst = max(times, key=times.get)
+        terminalreporter.write_line(f"shutdown after SIGTERM/SIGINT: worst {times[worst]:.2f} s over "
+                                    f"{len(times)} tests ({worst})")
+
+
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 OFFLINE_BASE = "concurrency-lab-base:trixie"
 LAB_IMAGE = "concurrency-lab:latest"

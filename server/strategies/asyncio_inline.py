@@ -11,6 +11,7 @@ from server.service import RECV_SIZE
 NAME = "asyncio"
 USES = set()
 MULTICORE = False
+FAIR_SHARE = 32  # pipelined requests answered in a row before the loop serves the others: a few ms
 
 
 def serve(listener, service, compute=None):
@@ -27,11 +28,17 @@ async def serve_forever(listener, service, compute):
 async def handle(reader, writer, service, compute):
     with service.session(writer.get_extra_info("peername"), compute) as session:
         try:
+            answered = 0
             while data := await reader.read(RECV_SIZE):
                 async for reply, close in session.replies_async(data):  # computes inline, in the loop
                     writer.write(reply)
-                    await writer.drain()
+                    await writer.drain()  # a client that does not read its replies waits, alone
                     if close:
                         return
+                    answered += 1
+                    if answered % FAIR_SHARE == 0:
+                        # Neither read() of buffered data nor drain() below the high-water mark gives the
+                        # loop back: without this, one client's pipeline holds it for seconds.
+                        await asyncio.sleep(0)
         finally:
             writer.close()

@@ -8,6 +8,7 @@ from server.listener import accept
 NAME = "prefork"
 USES = {"workers"}
 MULTICORE = True
+AT_ONCE = "workers"  # a child serves one client at a time (C10)
 
 
 def serve(listener, service):

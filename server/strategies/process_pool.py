@@ -6,6 +6,7 @@ from server.threads import start_thread
 NAME = "process-pool"
 USES = {"workers"}
 MULTICORE = True
+THREAD_PER_CONNECTION = True
 
 
 def serve(listener, service, start_pool=process_pool):

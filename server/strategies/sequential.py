@@ -4,6 +4,7 @@ from server.listener import accept
 NAME = "sequential"
 USES = set()
 MULTICORE = False
+AT_ONCE = 1  # the next client waits in the backlog (C1)
 
 
 def serve(listener, service):

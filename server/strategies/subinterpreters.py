@@ -11,6 +11,7 @@ from server.strategies import process_pool
 NAME = "subinterpreters"
 USES = {"workers"}
 MULTICORE = True
+THREAD_PER_CONNECTION = True
 PYTHON_SINCE = (3, 14)  # InterpreterPoolExecutor
 NEEDS = (None if hasattr(concurrent.futures, "InterpreterPoolExecutor")
          else f"Python {'.'.join(map(str, PYTHON_SINCE))} or newer (InterpreterPoolExecutor, PEP 734)")

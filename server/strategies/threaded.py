@@ -5,6 +5,7 @@ from server.threads import start_thread
 NAME = "threaded"
 USES = set()
 MULTICORE = True  # it could, but under the GIL it does not (C4, C6)
+THREAD_PER_CONNECTION = True
 
 
 def serve(listener, service):

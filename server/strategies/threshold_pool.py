@@ -6,6 +6,7 @@ from server.threads import start_thread
 NAME = "threshold-pool"
 USES = {"workers", "threshold"}
 MULTICORE = True
+THREAD_PER_CONNECTION = True
 
 
 def serve(listener, service):
