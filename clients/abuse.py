@@ -43,9 +43,11 @@ fresh client wait until the case ends, as the article says it must: """ + "; ".j
 OUTPUT_HELP = """\
 output:
   one line per case: its name, 'ok' or 'FAILED: <why>', and the fresh client's fib(20) time during
-  the case and after it (during: 'waited' when the strategy serves that client only after the case)
-  with --json, a last line with one JSON object: tool, host, port, strategy, limit_s, cases (a list
-  of {case, ok, why, during_s, waited, after_s}), started_at, ended_at
+  the case and after it, in ms; several times when a late one was starved and asked again
+  (--server-pid); 'waited' when the strategy serves that client only after the case; 'C13's convoy'
+  when, after the case, it took turns for the GIL with thousands of ending threads
+  with --json, a last line with one JSON object: tool, python, host, port, strategy, limit_s, cases (a
+  list of {case, ok, why, during_s, waited, convoy, after_s}), started_at, ended_at
   exit status 1 if any case failed
 """
 
@@ -75,7 +77,7 @@ class Case:
     gets: str  # what it must get, for the docs
     holds: int  # connections it holds open while the fresh client asks
     convoy: bool  # it ends by closing thousands of connections at once
-    abuse: Callable  # abuse(host, port): a context manager
+    abuse: Callable  # abuse((host, port)): a context manager
 
 
 CASES: list[Case] = []

@@ -128,7 +128,10 @@ def test_c6_the_convoy_collapses_on_screen(lab, chromium_driver):
     if not not_judged(attempts):
         assert verdict["verdict"] == "reproduced" and -float(drop.group(1)) >= 90, attempts
     perf2 = latency_row(chromium_driver, EXPERIMENTS["C6"].roles[0].request_name)
-    assert perf2["count"] > 0 and 0 < perf2["p50"] <= perf2["p99"] < 10_000, perf2
+    # In µs (a p50 in ms would be 0). While fib(40) runs, each perf2 request waits for the GIL at each end,
+    # up to a 5 ms switch interval each time: a p99 just over 10 ms (10,479 µs in a fresh-clone CI) is C6
+    # itself, not a stall; a stall would be whole seconds.
+    assert perf2["count"] > 0 and 0 < perf2["p50"] <= perf2["p99"] < 100_000, perf2
     # the chart drew perf2's line and the long request's span
     assert chromium_driver.find_elements("css selector", "#rate-chart path")
     assert chromium_driver.find_elements("css selector", "#rate-chart rect")
