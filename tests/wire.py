@@ -1,6 +1,7 @@
 """Small raw-socket helpers for tests: the article's client code, with timeouts so no test hangs."""
 import socket
-import struct
+
+from clients.abuse import reset  # noqa: F401 - the tests' RST close is the battery's
 
 TIMEOUT_S = 20
 
@@ -25,11 +26,6 @@ def ask(sock, request, replies=1):
     sock.sendall(request)
     return read_lines(sock, replies)
 
-
-def reset(sock):
-    """Close with an RST instead of a FIN, as a client killed mid-request would."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def no_reply_within(sock, seconds):
