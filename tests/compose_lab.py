@@ -14,6 +14,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -21,6 +22,7 @@ import uuid
 
 import pytest
 
+from clients import process_memory
 from compose_text import services as compose_services
 from conftest import REPO, clean_env, run
 from lab import compose as lab_compose
@@ -28,6 +30,7 @@ from lab.pin import PROBE
 from lab.run import dotenv_settings
 
 UP_TIMEOUT_S = 240         # up --wait; about 20 s here
+SAMPLE_S = 0.1             # CpuWait's period: a thread that ends loses at most this much of its record
 
 
 def port_free(port):
@@ -114,6 +117,16 @@ class Lab:
         proc = self.compose("exec", "-T", service, "python", "-m", "clients.cpu_parallelism", "--json", timeout=60)
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
+    @contextlib.contextmanager
+    def cpu_wait(self, service):
+        """A CpuWait on the service's server while the block runs, read from the host's /proc."""
+        (container,) = self.by_service()[service]
+        parents = process_memory.processes()
+        pids = process_memory.tree(container["State"]["Pid"], parents)
+        sampler = CpuWait(pids)
+        with sampler:
+            yield sampler
+
     def ui(self, path, data=None, timeout=10):
         url = f"http://127.0.0.1:{self.ui_port}{path}"
         body = urllib.parse.urlencode(data).encode() if data is not None else None
@@ -154,6 +167,67 @@ class Lab:
                     f"label=com.docker.compose.project={self.project}"], 30).stdout.split()
         if nets:
             run(["docker", "network", "rm", *nets], 60)
+
+
+class CpuWait:
+    """How long the threads of some processes waited for a CPU while they could run, and how much of the
+    machine the hypervisor took (steal), sampled every SAMPLE_S in a thread of this process.
+
+    /proc/PID/task/TID/schedstat holds a thread's time on a CPU and its time runnable on a run queue;
+    a thread waiting for the GIL sleeps, so that wait is not in it: what it counts is another job (or
+    another thread of the lab) holding the CPU the thread could have run on.
+    """
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.first, self.last = {}, {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.sample_until_stopped, daemon=True)
+
+    def __enter__(self):
+        self.steal_at_start = steal_s()
+        self.started = time.monotonic()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.steal = (steal_s() - self.steal_at_start) / ((time.monotonic() - self.started) * os.cpu_count())
+
+    def sample_until_stopped(self):
+        while not self.stop.is_set():
+            for pid in self.pids:
+                try:
+                    tids = os.listdir(f"/proc/{pid}/task")
+                except OSError:
+                    continue  # ended
+                for tid in tids:
+                    try:
+                        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                            ran_ns, waited_ns = map(int, f.read().split()[:2])
+                    except (OSError, ValueError):
+                        continue
+                    self.first.setdefault((pid, tid), (ran_ns, waited_ns))
+                    self.last[(pid, tid)] = (ran_ns, waited_ns)
+            self.stop.wait(SAMPLE_S)
+
+    def busiest(self):
+        """The thread that ran longest while sampled (C6's long request): {ran_s, waited_s, steal, off_cpu},
+        off_cpu being the share of its runnable time spent off a CPU (waiting for one, or the machine's
+        steal over its CPUs); None if no thread ran."""
+        spans = {key: [(b - a) / 1e9 for a, b in zip(self.first[key], self.last[key])] for key in self.last}
+        if not spans or max(ran for ran, _ in spans.values()) <= 0:
+            return None
+        ran, waited = max(spans.values())
+        return {"ran_s": round(ran, 3), "waited_s": round(waited, 3), "steal": round(self.steal, 3),
+                "off_cpu": round(waited / (ran + waited) + self.steal, 3)}
+
+
+def steal_s():
+    """CPU-seconds the hypervisor took from this machine since it booted (/proc/stat), over all CPUs."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,21 @@ server's CPUs (two bare processes in its container, just before and after the ru
 lab.experiments.perf1.STARVED times one's time or more, or fib alone changed speed by more than
 perf1.DRIFT, as the runner's perf1 cells check; under
 such a job the long request's thread waits for a CPU to take the GIL back, and perf2 slips through).
+C6 is measured again, too, when its long request's thread spent too long off a CPU (HOLDS_A_CPU).
 A claim whose every attempt ran so is not judged, and the test says so.
 """
 import json
 import re
 import time
 import urllib.request
+from contextlib import nullcontext
 
 import pytest
 
 from browser import chromium_driver, screenshot, wait_for_text  # noqa: F401  (fixtures, by import)
 from compose_lab import built, lab, lab_env  # noqa: F401  (fixtures, by import)
 
-from lab.experiments import live, perf1
+from lab.experiments import convoy, live, perf1
 
 EXPERIMENTS = live()
 ATTEMPTS = 3  # runs of one claim, when the earlier ones were starved
@@ -58,20 +60,32 @@ def run_experiment(driver, lab, claim_id):
 
 # The server whose CPUs a claim needs free: another job on them changes what it shows.
 NEEDS_FREE_CPUS = {"C4": "server-threaded", "C6": "server-threaded", "C7": "server-process-pool"}
+# The server whose long request must be on a CPU whenever it can run. While C6's long request's thread
+# waits for a CPU (another job holds it, or the hypervisor took it), the GIL is free at every release
+# and perf2 goes through at its full rate. Its share of runnable time off a CPU (compose_lab.CpuWait) in
+# test_workshop's C6, here: 0.09 to 0.11 quiet (the lab's own: woken at each hand-over of the GIL, the
+# thread waits for the CPU that perf2's thread is on), 0.28 to 0.31 beside a CPU hog on CPU 1, 0.37 to
+# 0.46 beside hogs on CPU 0 (drops of 82 to 91%). From OFF_CPU on, a run that is not reproduced is starved.
+HOLDS_A_CPU = {"C6": "server-threaded"}
+OFF_CPU = 0.2
 
 
 def judged(driver, lab, claim_id):
     """The claim run until a run was not starved (at most ATTEMPTS); (verdict, measured, attempts).
-    Each attempt is (verdict, measured, in-flight shares, the machine's parallelism or None)."""
+    Each attempt is (verdict, measured, in-flight shares, the machine's parallelism or None, the long
+    request's thread on and off a CPU or None)."""
     attempts = []
     service = NEEDS_FREE_CPUS.get(claim_id)
     for _ in range(ATTEMPTS):
         before = lab.parallelism(service) if service else None
-        verdict, measured = run_experiment(driver, lab, claim_id)
+        with lab.cpu_wait(HOLDS_A_CPU[claim_id]) if claim_id in HOLDS_A_CPU else nullcontext() as waits:
+            verdict, measured = run_experiment(driver, lab, claim_id)
         machine = the_machine(before, lab.parallelism(service)) if service else None
+        long_thread = waits.busiest() if waits else None
         in_flight = lab.ui("/lab/data")["run"]["in_flight"]
-        attempts.append((verdict, measured, in_flight, machine))
-        starved = any(share is not None and share < STARVED for share in in_flight) or cpus_held(machine)
+        attempts.append((verdict, measured, in_flight, machine, long_thread))
+        starved = (any(share is not None and share < STARVED for share in in_flight) or cpus_held(machine)
+                   or off_cpu(long_thread))
         if verdict["state"] != "partial" and (verdict["verdict"] == "reproduced" or not starved):
             break
     return verdict, measured, attempts
@@ -87,11 +101,16 @@ def cpus_held(machine):
     return machine is not None and perf1.starved(machine)
 
 
+def off_cpu(long_thread):
+    return long_thread is not None and long_thread["off_cpu"] >= OFF_CPU
+
+
 def not_judged(attempts):
-    """Whether every attempt ran while another job held the server's CPUs, or the machine's speed changed
-    (then the test says so)."""
-    if all(cpus_held(machine) for *_, machine in attempts):
-        print(f"not judged, the server's CPUs held or their speed changed in {len(attempts)} attempts: {attempts}")
+    """Whether every attempt ran while another job held the server's CPUs, the machine's speed changed, or
+    the long request's thread was off a CPU too long (then the test says so)."""
+    if all(cpus_held(machine) or off_cpu(long_thread) for *_, machine, long_thread in attempts):
+        print(f"not judged, the server's CPUs held, their speed changed or the long request off a CPU in "
+              f"{len(attempts)} attempts: {attempts}")
         return True
     return False
 
@@ -126,7 +145,8 @@ def test_c6_the_convoy_collapses_on_screen(lab, chromium_driver):
     drop = re.search(r"\((-?[\d.]+)%\)", measured)
     assert verdict["state"] == "final" and drop, attempts
     if not not_judged(attempts):
-        assert verdict["verdict"] == "reproduced" and -float(drop.group(1)) >= 90, attempts
+        assert verdict["verdict"] == "reproduced" and -float(drop.group(1)) >= convoy.COLLAPSED * 100, attempts
+    print(f"C6 in {len(attempts)} attempt(s): {attempts}")
     perf2 = latency_row(chromium_driver, EXPERIMENTS["C6"].roles[0].request_name)
     # In µs (a p50 in ms would be 0). While fib(40) runs, each perf2 request waits for the GIL at each end,
     # up to a 5 ms switch interval each time: a p99 just over 10 ms (10,479 µs in a fresh-clone CI) is C6
