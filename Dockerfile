@@ -48,29 +48,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_DEFAULT_TIMEOUT=60 PI
 # requirements/lab.txt is listed first so that each COPY has a source even when
 # the optional directory is absent (a glob that matches nothing is then allowed).
 COPY requirements/lab.txt /tmp/lab/requirements.txt
+COPY requirements/from-source.txt images/lab-packages.sh /tmp/lab/
 COPY requirements/lab.txt wheelhouse* /tmp/lab/wheels/
 COPY requirements/lab.txt ca-certs* /tmp/lab/ca/
-RUN set -eu; \
-    python3 -m venv /opt/lab; \
-    cafile=""; \
-    for f in /tmp/lab/ca/*.pem /tmp/lab/ca/*.crt; do \
-        if [ -f "$f" ]; then cat "$f" >> /tmp/lab/ca-bundle.pem; cafile=/tmp/lab/ca-bundle.pem; fi; \
-    done; \
-    if [ -n "$cafile" ]; then \
-        echo "lab: using the CA bundle from ca-certs/ for pip"; \
-        export PIP_CERT="$cafile" SSL_CERT_FILE="$cafile" REQUESTS_CA_BUNDLE="$cafile"; \
-    fi; \
-    if ls /tmp/lab/wheels/*.whl >/dev/null 2>&1; then \
-        echo "lab: installing from the wheelhouse, offline"; \
-        /opt/lab/bin/pip install --no-index --find-links /tmp/lab/wheels --only-binary=:all: \
-            -r /tmp/lab/requirements.txt; \
-    else \
-        echo "lab: installing from the package index"; \
-        /opt/lab/bin/pip install --only-binary=:all: -r /tmp/lab/requirements.txt; \
-    fi; \
-    /opt/lab/bin/pip check; \
-    /opt/lab/bin/pip uninstall -y -q pip; \
-    rm -rf /tmp/lab
+# Every platform's wheels, or a pin compiled from source where a platform has none (a compiler in
+# this stage only): images/lab-packages.sh says how.
+RUN sh /tmp/lab/lab-packages.sh && rm -rf /tmp/lab
 
 # The lab image: the server stage plus Locust and its packages in /opt/lab, the locustfiles, and the
 # lab's own package (the locustfiles use it; the experiments' live forms live there).

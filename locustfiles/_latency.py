@@ -33,7 +33,7 @@ from lab.store import write_atomic
 
 try:
     from hdrh.histogram import HdrHistogram
-except ImportError:  # the lab image pins it for x86_64 only: it has no wheel for aarch64
+except ImportError:  # the lab image has it on every platform; a Locust of one's own may not (install() says so)
     HdrHistogram = None
 
 DEFAULT_PREFIX = "results/locust"
@@ -243,8 +243,8 @@ def install(environment, **_):
     # requests. Looking the files up now, at start, makes the stop take milliseconds.
     inspect.getframeinfo(inspect.currentframe())
     if HdrHistogram is None:
-        logger.warning("the hdrhistogram package is not installed: this run writes no HDR or convoy files, "
-                       "only Locust's own statistics")
+        logger.warning("the hdrhistogram package is not installed (pip install -r requirements/lab.txt): this run "
+                       "writes no HDR or convoy files, only Locust's own statistics")
         return
     recorder = LatencyRecorder()
     environment.events.request.add_listener(recorder.on_request)
