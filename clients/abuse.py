@@ -547,8 +547,8 @@ class OtherLoad:
 
     def reading(self):
         """(monotonic s, machine busy CPU-s, server tree CPU-s, this process's CPU-s)."""
-        with open("/proc/stat") as f:
-            user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        times = process_memory.machine_times()
+        busy = sum(times[name] for name in ("user", "nice", "system", "irq", "softirq", "steal"))
         server = 0
         for pid in process_memory.tree(self.server_pid, process_memory.processes()):
             try:
@@ -557,7 +557,7 @@ class OtherLoad:
             except (FileNotFoundError, ProcessLookupError):
                 continue
         own = os.times()
-        return (time.monotonic(), (user + nice + system + irq + softirq + steal) / self.ticks, server / self.ticks,
+        return (time.monotonic(), busy / self.ticks, server / self.ticks,
                 own.user + own.system)
 
     def share_since(self, before):

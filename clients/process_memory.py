@@ -72,6 +72,16 @@ def processes() -> dict[int, int]:
     return found
 
 
+MACHINE_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_times() -> dict[str, int]:
+    """The machine's CPU time since it booted, over all its CPUs, in clock ticks (os.sysconf("SC_CLK_TCK")
+    a second): the first line of /proc/stat, by MACHINE_TIMES; steal is what the hypervisor took."""
+    with open("/proc/stat") as f:
+        return dict(zip(MACHINE_TIMES, map(int, f.readline().split()[1:9])))
+
+
 def is_server(pid: int) -> bool:
     try:
         argv = command(pid)

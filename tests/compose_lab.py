@@ -122,9 +122,7 @@ class Lab:
         """A CpuWait on the service's server while the block runs, read from the host's /proc."""
         (container,) = self.by_service()[service]
         parents = process_memory.processes()
-        pids = process_memory.tree(container["State"]["Pid"], parents)
-        sampler = CpuWait(pids)
-        with sampler:
+        with CpuWait(process_memory.tree(container["State"]["Pid"], parents)) as sampler:
             yield sampler
 
     def ui(self, path, data=None, timeout=10):
@@ -225,9 +223,8 @@ class CpuWait:
 
 
 def steal_s():
-    """CPU-seconds the hypervisor took from this machine since it booted (/proc/stat), over all CPUs."""
-    with open("/proc/stat") as f:
-        return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+    """CPU-seconds the hypervisor took from this machine since it booted, over all CPUs."""
+    return process_memory.machine_times()["steal"] / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from conftest import LAB_IMAGE, REPO, run, unavailable
 pytestmark = pytest.mark.docker
 
 ARM64_IMAGE = "concurrency-lab:arm64"
-# A cold build here: the base's debootstrap about 5.5 min, the image about 6 min (gcc, hdrhistogram).
+# A cold build here (fresh-clone CI, 2026-12-04): the base about 6 min, the image about 11 min.
 BUILD_TIMEOUT_S = 1500
 LOCUST_S = 8  # the headless run, once the emulated worker has joined
 JOIN_TIMEOUT_S = 300  # an emulated Locust takes tens of seconds to start
@@ -43,16 +43,17 @@ def arm64_image(docker_engine, lab_image):
 
 @pytest.fixture
 def network():
-    """A private network with no way out, and a way to start containers on it; all removed at the end."""
+    """A private network with no way out, and start(alias, *command) for arm64 containers on it; all removed
+    at the end."""
     name = f"labtest-arm64-{uuid.uuid4().hex[:8]}"
     run(["docker", "network", "create", "--internal", name], 60, check=True)
     started = []
 
-    def start(alias, image, *command, platform="linux/arm64", volume=None):
+    def start(alias, *command):
+        """An arm64 container of the lab image, in the background, known on the network as `alias`."""
         container = f"{name}-{alias}"
-        mounts = ["-v", volume] if volume else []
         run(["docker", "run", "-d", "--name", container, "--network", name, "--network-alias", alias,
-             "--platform", platform, *mounts, image, *command], 120, check=True)
+             "--platform", "linux/arm64", ARM64_IMAGE, *command], 120, check=True)
         started.append(container)
         return container
 
@@ -97,7 +98,7 @@ def test_the_image_is_arm64_inside_with_hdr_latency_and_no_compiler(arm64_image)
 
 
 def test_an_arm64_server_answers_the_articles_clients(arm64_image, network):
-    server = network("server", ARM64_IMAGE, "python", "-m", "server", "--strategy", "threaded", "--host", "0.0.0.0",
+    server = network("server", "python", "-m", "server", "--strategy", "threaded", "--host", "0.0.0.0",
                      "--port", "25000")
     assert wait_until_answers(server).returncode == 0, run(["docker", "logs", server], 30).stderr
     # the article's wire: a number and a newline as nc sends it, and the bare number perf1 sends
@@ -115,14 +116,14 @@ def test_an_arm64_server_answers_the_articles_clients(arm64_image, network):
 
 def test_an_arm64_locust_worker_joins_an_amd64_master_and_its_histograms_are_written(arm64_image, network,
                                                                                      tmp_path):
-    server = network("server", ARM64_IMAGE, "python", "-m", "server", "--strategy", "threaded", "--host", "0.0.0.0",
+    server = network("server", "python", "-m", "server", "--strategy", "threaded", "--host", "0.0.0.0",
                      "--port", "25000")
     assert wait_until_answers(server).returncode == 0
     out = tmp_path / "out"
     out.mkdir()
     os.chmod(out, 0o777)  # the image's user (10001) writes the master's files
     locustfile = "/app/locustfiles/perf2.py"
-    network("worker", ARM64_IMAGE, "locust", "-f", locustfile, "--worker", "--master-host", "master",
+    network("worker", "locust", "-f", locustfile, "--worker", "--master-host", "master",
             "--master-port", "5557")
     master = run(["docker", "run", "--rm", "--network", network.name, "--network-alias", "master", "-v",
                   f"{out}:/out", "--platform", "linux/amd64", LAB_IMAGE,
