@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from server import limits
 from server.protocol import PORT, fib_reply
 
 # Exit codes, one per kind of failure, so that scripts can tell them apart.
@@ -142,7 +143,9 @@ def add_fib_n_argument(parser: argparse.ArgumentParser, default: int) -> None:
 
 
 def run_tool(prog: str, main: Callable[[], int]) -> NoReturn:
-    """Run a tool's main(): a ClientError becomes one line on stderr and its exit code, never a traceback."""
+    """Run a tool's main(): a ClientError becomes one line on stderr and its exit code, never a traceback.
+    Every tool may open as many files as its hard limit allows (limits.raise_open_files)."""
+    limits.raise_open_files()
     try:
         code = main()
     except ClientError as error:
@@ -156,6 +159,14 @@ def run_tool(prog: str, main: Callable[[], int]) -> NoReturn:
         sys.stderr.close()
         code = EXIT_OK
     sys.exit(code)
+
+
+def enough_files(needed: int) -> None:
+    """Raise the limit on open files (limits.raise_open_files); a ClientError, before any connection, if
+    the hard limit is below `needed`."""
+    too_few = limits.raise_open_files(needed)
+    if too_few:
+        raise ClientError(EXIT_BAD_ARGUMENTS, too_few)
 
 
 def print_line(text: str) -> None:

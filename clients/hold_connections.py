@@ -6,6 +6,7 @@ import selectors
 import time
 
 from clients import common
+from server import limits
 
 DESCRIPTION = """\
 Open --connections connections to one server, send fib(1) on every one of them ('1\\n', which an
@@ -56,6 +57,7 @@ def serve_all(socks, timeout):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    common.enough_files(args.connections + limits.SPARE)
     started_at = common.epoch_now()
     socks = []
     try:

@@ -17,6 +17,7 @@ so it is imported (and its listeners registered) exactly once.
   it loads any locustfile, so it does not list them.
 """
 
+import logging
 import random
 import socket
 import time
@@ -29,6 +30,7 @@ from locust import User, events, task
 from locust.user.task import LOCUST_STATE_STOPPING
 
 import _latency
+from server import limits
 from server.protocol import PORT, fib_reply
 
 REQUEST_TYPE = "TCP"
@@ -69,6 +71,17 @@ def add_lab_options(parser):
         parser.add_argument(flag, type=type(default), default=default,
                             env_var="LOCUST_" + flag[2:].upper().replace("-", "_"),
                             help=f"{help_text} (default: {default!r})")
+
+
+@events.init.add_listener
+def raise_open_files(environment, **_):
+    """Every user holds a connection: Locust raises its soft limit on open files to 10,000 only, and not at
+    all when the hard limit is lower; here it goes up to the hard limit, as the lab's servers and clients
+    do, with one warning line if the hard limit is below what -u users need."""
+    users = getattr(environment.parsed_options, "num_users", None) or 0
+    too_few = limits.raise_open_files(users + limits.SPARE if users else 0)
+    if too_few:
+        logging.getLogger(__name__).warning("%s", too_few)
 
 
 def parse_tcp_url(url):

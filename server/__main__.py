@@ -5,7 +5,7 @@ import os
 import platform
 import sys
 
-from server import build, strategies
+from server import build, limits, strategies
 from server.lifecycle import Shutdown, exit_at_once, install_shutdown_handlers, stop_accepting_at_signal
 from server.listener import listen
 from server.protocol import PORT
@@ -81,6 +81,11 @@ def main(argv=None):
     logging.getLogger("server").info("%s", build.text())  # even with --quiet: a result needs its build
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
+    # Each connection is a file: raise the soft limit before the first one (pool workers and forked
+    # children inherit it), and warn once if the hard limit would turn the lab's connections away.
+    too_few = limits.raise_open_files(limits.MOST_CONNECTIONS + limits.SPARE)
+    if too_few:
+        logging.getLogger("server").warning("%s", too_few)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     settings = dict(handler=args.handler, max_n=args.max_n,

@@ -24,8 +24,7 @@ from contextlib import contextmanager
 import pytest
 
 from clients import abuse
-from clients.common import ClientError
-from server import strategies
+from server import limits, strategies
 from wire import ask, connect, reset
 
 ALL = [name for name, module in strategies.ALL.items() if not getattr(module, "NEEDS", None)]
@@ -51,21 +50,20 @@ SETUP_S = 60  # opening the connections, all of them: a bound on every loop of t
 HOW = {"SIGTERM": (signal.SIGTERM, False, 1), "SIGINT": (signal.SIGINT, False, 1),
        "ctrl-c": (signal.SIGINT, True, 1), "ctrl-c-twice": (signal.SIGINT, True, 2)}
 SECOND_SIGNAL_AFTER_S = 0.01
-# The server inherits this process's limit and may hold every connection at once; some to spare.
-FILES_NEEDED = IDLE + CHURN + 200
+# This process may hold every connection at once; some to spare.
+FILES_NEEDED = IDLE + CHURN + limits.SPARE
 
 
 @pytest.fixture
 def many_files():
-    """This process's soft RLIMIT_NOFILE raised to FILES_NEEDED, for the test and for the server it starts
-    (which inherits it); restored afterwards."""
-    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        abuse.enough_files(FILES_NEEDED)
-    except ClientError as error:
-        pytest.fail(str(error), pytrace=False)
+    """This process's soft RLIMIT_NOFILE raised for FILES_NEEDED (server.limits), as the server raises its
+    own; restored afterwards."""
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    too_few = limits.raise_open_files(FILES_NEEDED)
+    if too_few:
+        pytest.fail(too_few, pytrace=False)
     yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    resource.setrlimit(resource.RLIMIT_NOFILE, before)
 
 
 def flood(server):
