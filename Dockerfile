@@ -39,6 +39,9 @@ RUN python -m compileall -q /app >/dev/null && python -m server.build
 USER 10001:10001
 EXPOSE 25000
 STOPSIGNAL SIGTERM
+# Every command runs on the CPUs in LAB_CPUS (compose sets it from .env's LAB_*_CPUS), of those the
+# container has; without LAB_CPUS it runs untouched (server/affinity.py). Every later stage keeps it.
+ENTRYPOINT ["python", "-S", "-m", "server.affinity"]
 CMD ["python", "-m", "server", "--strategy", "threaded", "--host", "0.0.0.0", "--port", "25000"]
 
 FROM ${BASE_IMAGE} AS deps

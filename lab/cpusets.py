@@ -1,33 +1,5 @@
-"""CPU sets as Docker's cpuset and Linux write them: '0', '0-1', '0,2-3'."""
+"""CPU sets as Docker's cpuset and Linux write them: '0', '0-1', '0,2-3'. Written once, in server.cpusets
+(the image's server stage, which pins every container with it, has server/ but not lab/)."""
+from server.cpusets import format_cpuset, parse_cpuset, pinned
 
-
-def parse_cpuset(text):
-    """'0-1,3' -> {0, 1, 3}; ValueError with a clear message on anything else."""
-    if not text or not text.strip():
-        raise ValueError("empty CPU list (expected e.g. 0, 1, 0-1 or 0,2)")
-    cpus = set()
-    for part in text.split(","):
-        part = part.strip()
-        lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"bad CPU list {text!r}: not a CPU set (write numbers and ranges like 0, 1, 0-1 or 0,2)")
-        first, last = int(lo), int(hi) if sep else int(lo)
-        if first > last:
-            raise ValueError(f"bad CPU range {part!r}: the first CPU is larger than the last")
-        if last - first > 4096:
-            raise ValueError(f"CPU range {part!r} is implausibly large")
-        cpus.update(range(first, last + 1))
-    return cpus
-
-
-def format_cpuset(cpus):
-    """{0, 1, 3} -> '0-1,3'."""
-    cpus = sorted(cpus)
-    parts, i = [], 0
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        parts.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
-        i = j + 1
-    return ",".join(parts)
+__all__ = ["format_cpuset", "parse_cpuset", "pinned"]

@@ -19,9 +19,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lab.cpusets import parse_cpuset
+from lab.cpusets import format_cpuset, parse_cpuset, pinned
 from lab.experiment import NOT_RUN, Cell, Claim, Measured, NotRun, experiment_name
 from server.protocol import PORT
+from server import strategies
 from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, sequential, threaded,
                                threshold_pool)
 from server.strategies import key as strategy_name
@@ -37,8 +38,46 @@ MIN_SECONDS = 2  # whole seconds a window needs before a figure is made from it
 PUBLISHED = (sequential, threaded, process_pool, threshold_pool, prefork, asyncio_inline, generators, asyncio_pool)
 
 
+# The lab's three CPU settings as the rules read them (the runner's options) and as compose passes them.
+CPU_SETTINGS = {"server_cpus": "LAB_SERVER_CPUS", "pool_cpus": "LAB_POOL_CPUS", "load_cpus": "LAB_LOAD_CPUS"}
+NUMBERS = ("no", "one", "two", "three", "four")
+
+
 class NotEnough(NotRun):
     """The live run has not seen enough yet for the figure a rule needs."""
+
+
+def configured_cpus(environ):
+    """compose's three CPU settings as the master's environment has them: {'pool_cpus': '0-1', ...}."""
+    return {name: environ.get(variable, "unknown") for name, variable in CPU_SETTINGS.items()}
+
+
+def lab_settings(environ):
+    """The CPUs the compose lab's servers and load run on, from the master's environment: each of compose's
+    settings (LAB_POOL_CPUS, ...) on the CPUs this Docker has, as server.affinity pins every container
+    (LAB_CPUS_AVAILABLE, which it exported to the master: the master's container's CPUs, which are every
+    container's in a compose lab); and 'cpus', those ('unknown': not given, each setting as it is)."""
+    available = environ.get("LAB_CPUS_AVAILABLE", "")
+    settings = configured_cpus(environ)
+    try:
+        have = parse_cpuset(available)
+    except ValueError:
+        return {**settings, "cpus": "unknown"}
+    for name, configured in settings.items():
+        try:
+            settings[name] = format_cpuset(pinned(parse_cpuset(configured), have))
+        except ValueError:
+            pass  # not a CPU set: shown as it is
+    return {**settings, "cpus": format_cpuset(have)}
+
+
+def cpus_of(strategy, settings):
+    """The CPU setting a strategy's server runs on: the pool's if it could use more than one CPU."""
+    return settings.get("pool_cpus" if strategies.load(strategy_name(strategy)).MULTICORE else "server_cpus", "")
+
+
+def number(n):
+    return NUMBERS[n] if n < len(NUMBERS) else str(n)
 
 
 def service(strategy):
@@ -114,6 +153,25 @@ class Experiment:
     cells: Callable
     about: str = ""  # what the room sees, in one or two sentences
     module: object = None  # set by the registry: the experiment module it lives in
+    min_cpus: int = 1  # the CPUs each of its servers needs for the claim to say anything, as its module declares
+
+    def short_of_cpus(self, settings):
+        """Why this lab cannot show the claim, in one line (a server of it has fewer than min_cpus CPUs),
+        or None: 'needs two CPUs: this Docker gives the lab one (CPU 0)'."""
+        try:
+            fewest = min((parse_cpuset(cpus_of(s, settings)) for s in self.strategies()), key=len)
+        except ValueError:
+            return None  # unknown: nothing to say
+        if len(fewest) >= self.min_cpus:
+            return None
+        needs = f"needs {number(self.min_cpus)} CPUs: "
+        try:
+            docker = parse_cpuset(settings.get("cpus", ""))
+        except ValueError:
+            docker = None
+        if docker is not None and len(docker) < self.min_cpus:
+            return needs + f"this Docker gives the lab {number(len(docker))} (CPU {format_cpuset(docker)})"
+        return needs + f"its server runs on {number(len(fewest))} (CPU {format_cpuset(fewest)}; LAB_POOL_CPUS in .env)"
 
     @property
     def key(self):
@@ -140,14 +198,18 @@ class Experiment:
         return {"key": self.key, "shape": self.shape_name, "title": self.title, "about": self.about,
                 "claim": self.claim.text, "article": self.claim.article, "rule": self.claim.rule_text,
                 "planned_s": self.planned_s, "servers": [service(s) for s in self.strategies()],
+                "min_cpus": self.min_cpus, "short_of_cpus": self.short_of_cpus(settings),
                 "stages": [{"label": stage.label, "seconds": stage.seconds,
                             "users": {r: self.role(r).count(settings) for r in stage.roles}}
                            for stage in self.stages]}
 
     def judge(self, run, settings):
         """The claim's verdict row from what the run has seen so far (verdict 'not run' while there is
-        not enough): the runner's own rule, on cells made the runner's way."""
+        not enough, or too few CPUs to say anything): the runner's own rule, on cells made the runner's way."""
+        short = self.short_of_cpus(settings)
         try:
+            if short:
+                raise NotRun(short)
             cells = {label: {"status": "ok", "measurements": m} for label, m in self.cells(run).items()}
         except NotRun as e:
             cells, early = {}, e
@@ -156,6 +218,7 @@ class Experiment:
         row = self.claim.judge(Measured(cells, settings, self.module))
         if early is not None:
             row["measured"] = str(early)
+        row["short_of_cpus"] = short
         return row
 
 
@@ -272,7 +335,8 @@ def verdict_line(row, state):
     if state == "partial":
         return "partial run: no verdict"
     if row["verdict"] == NOT_RUN:
-        return "not enough data yet" if state == "running" else "not judged: " + row["measured"]
+        waiting = state == "running" and not row.get("short_of_cpus")
+        return "not enough data yet" if waiting else "not judged: " + row["measured"]
     return row["verdict"] if state == "final" else f"so far: {row['verdict']}"
 
 

@@ -1,13 +1,17 @@
 """lab pin: show and change the CPU pinning of the lab's containers (docker SDK).
 
-  scripts/lab pin                        list every lab container: its configured cpuset
+  scripts/lab pin                        list every lab container: the CPUs it is configured for
                                          and the CPUs its processes may and do run on
   scripts/lab pin server-threaded 0-1    re-pin a running container (service or container name)
   scripts/lab pin --help
 
-A re-pin is live (docker update --cpuset-cpus) and lasts until the container is
-recreated; to make it stick, set LAB_SERVER_CPUS / LAB_POOL_CPUS / LAB_LOAD_CPUS
-in .env and run `docker compose up -d`. Pool and prefork servers size themselves from their
+A container is configured for its LAB_CPUS (compose sets it from .env; the image's
+entrypoint, server/affinity.py, pins the container's command to it), of the CPUs the
+container may use; without LAB_CPUS, for all of these (its cgroup cpuset: the runner's).
+A re-pin is live (docker update --cpuset-cpus: the CPUs the container may use, of which
+its processes keep their LAB_CPUS) and lasts until the container is recreated; to make
+it stick, set LAB_SERVER_CPUS / LAB_POOL_CPUS / LAB_LOAD_CPUS in .env and run
+`docker compose up -d`. Pool and prefork servers size themselves from their
 CPUs at start, so restart such a server to resize it after a re-pin.
 """
 
@@ -18,12 +22,13 @@ import sys
 import docker
 
 from lab.compose import PROJECT_LABEL, ROLE_LABEL, SERVICE_LABEL
-from lab.cpusets import format_cpuset, parse_cpuset
+from lab.cpusets import format_cpuset, parse_cpuset, pinned
 
 
-# Runs inside a container (the lab image has python): every process but itself, with its UIDs, GIDs,
-# effective capabilities, allowed CPUs and the CPUs its threads last ran on (field 39 of
-# /proc/PID/task/TID/stat); and the CPUs the probe itself may use.
+# Runs inside a container (the lab image has python): every process but itself, with its parent, UIDs,
+# GIDs, effective capabilities, allowed CPUs and the CPUs its threads last ran on (field 39 of
+# /proc/PID/task/TID/stat); and the CPUs the probe itself may use: an exec skips the image's entrypoint,
+# so those are the container's (its cgroup's).
 PROBE = r"""
 import json, os
 me = os.getpid()
@@ -40,8 +45,8 @@ for pid in sorted(int(p) for p in os.listdir('/proc') if p.isdigit()):
                 ran.add(int(f.read().rsplit(')', 1)[1].split()[36]))
     except (OSError, IndexError, ValueError):
         continue
-    out.append({'pid': pid, 'name': st.get('Name', '?'), 'uid': st.get('Uid', '').split(),
-                'gid': st.get('Gid', '').split(), 'cap_eff': st.get('CapEff', '?'),
+    out.append({'pid': pid, 'ppid': int(st.get('PPid', 0)), 'name': st.get('Name', '?'),
+                'uid': st.get('Uid', '').split(), 'gid': st.get('Gid', '').split(), 'cap_eff': st.get('CapEff', '?'),
                 'allowed': st.get('Cpus_allowed_list', '?'), 'ran_on': sorted(ran)})
 print(json.dumps({'procs': out, 'affinity': sorted(os.sched_getaffinity(0))}))
 """
@@ -81,8 +86,23 @@ def lab_containers(client, project=None, all_states=False):
     return sorted(found, key=lambda c: (c.labels.get(PROJECT_LABEL, ""), c.name))
 
 
+def own(procs):
+    """The processes of the container's own command: not PID 1 (docker-init, with compose's init: true)
+    nor a `docker exec`'s (a health check, this probe), which have no parent in the container's PID
+    namespace (PPid 0) and are not pinned by its entrypoint."""
+    return [p for p in procs if p["ppid"] != 0]
+
+
+def configured(container, available):
+    """The CPUs a container's command is pinned to: its LAB_CPUS of the `available` ones (server.affinity's
+    rule), or all of them without LAB_CPUS."""
+    env = dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
+    wanted = env.get("LAB_CPUS", "").strip()
+    return pinned(parse_cpus(wanted), available) if wanted else set(available)
+
+
 def probe(container):
-    """Processes of a running container with their allowed and last-used CPUs."""
+    """Processes of a running container with their allowed and last-used CPUs, and the CPUs it may use."""
     try:
         res = container.exec_run(["python3", "-c", PROBE], user="10001:10001", demux=False)
     except Exception as e:
@@ -90,7 +110,7 @@ def probe(container):
     if res.exit_code != 0:
         return None, (res.output or b"").decode(errors="replace").strip()[-200:]
     try:
-        return json.loads(res.output.decode().strip().splitlines()[-1])["procs"], None
+        return json.loads(res.output.decode().strip().splitlines()[-1]), None
     except (ValueError, IndexError):
         return None, "unreadable probe output"
 
@@ -102,30 +122,30 @@ def show(client, project):
         where = f" in compose project {project!r}" if project else ""
         print(f"no running lab containers{where} (start them with `docker compose up -d`)")
         return 0
-    rows = [("CONTAINER", "SERVICE", "CPUSET", "ALLOWED", "RAN ON", "PROCS", "OK")]
+    rows = [("CONTAINER", "SERVICE", "CONFIGURED", "ALLOWED", "RAN ON", "PROCS", "OK")]
     all_ok = True
     for c in containers:
         c.reload()
-        cpuset = c.attrs["HostConfig"].get("CpusetCpus") or ""
-        configured = parse_cpus(cpuset) if cpuset else set(range(ncpu))
-        procs, err = probe(c)
-        if procs is None:
-            rows.append((c.name, c.labels.get(SERVICE_LABEL, "?"), cpuset or "all", "?", "?", "?", f"? ({err})"))
+        found, err = probe(c)
+        if found is None:
+            rows.append((c.name, c.labels.get(SERVICE_LABEL, "?"), "?", "?", "?", "?", f"? ({err})"))
             all_ok = False
             continue
-        allowed, ran = set(), set()
+        wanted = configured(c, set(found["affinity"]))
+        allowed, ran, procs = set(), set(), own(found["procs"])
         for p in procs:
             allowed |= parse_cpus(p["allowed"])
             ran |= set(p["ran_on"])
-        ok = allowed == configured and ran <= configured
+        ok = bool(procs) and allowed == wanted and ran <= wanted
         all_ok &= ok
-        rows.append((c.name, c.labels.get(SERVICE_LABEL, "?"), cpuset or "all", format_cpuset(allowed),
+        rows.append((c.name, c.labels.get(SERVICE_LABEL, "?"), format_cpuset(wanted), format_cpuset(allowed),
                      format_cpuset(ran), str(len(procs)), "yes" if ok else "NO"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-    print(f"\nDocker host CPUs: {format_cpuset(range(ncpu))}. CPUSET = configured; ALLOWED = the processes' "
-          "affinity; RAN ON = the CPUs they last ran on.")
+    print(f"\nDocker host CPUs: {format_cpuset(range(ncpu))}. CONFIGURED = the container's LAB_CPUS, of the CPUs "
+          "it may use; ALLOWED = its processes' affinity (not docker-init's or an exec's); RAN ON = the CPUs they "
+          "last ran on.")
     return 0 if all_ok else 3
 
 

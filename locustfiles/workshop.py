@@ -118,8 +118,8 @@ class LiveShape(LoadTestShape):
 
 
 def settings_from_environment():
-    """The CPU sets compose gave the servers (compose passes them to the master)."""
-    return {name: os.environ.get(f"LAB_{name.upper()}", "unknown") for name in ("server_cpus", "pool_cpus", "load_cpus")}
+    """The CPU sets the servers run on: compose's settings (passed to the master) on this Docker's CPUs."""
+    return live.lab_settings(os.environ)
 
 
 def user_class(experiment, role):
@@ -317,6 +317,7 @@ class Lab:
                        for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences)[:5]],
             "notes": [{"at": at, "line": line} for at, line in self.notes],
             "servers": self.servers(),
+            "cpus": settings_from_environment()["cpus"],  # this Docker's CPUs, which the lab's containers may use
             "workers": getattr(self.environment.runner, "worker_count", None),
             "requests_per_worker": dict(results.requests_per_worker) if results else {},
             "files": [{"name": name, "about": about} for name, about in FILES] if self.saved_to else [],
@@ -357,10 +358,11 @@ class Lab:
         return out
 
     def servers(self):
-        cpus = settings_from_environment()
+        """Each server's CPUs: those it runs on (its setting, of this Docker's CPUs) and its setting."""
+        cpus, configured = settings_from_environment(), live.configured_cpus(os.environ)
         build = python_build()
-        return [{"service": live.service(module), "cpus": cpus["pool_cpus"] if module.MULTICORE else cpus["server_cpus"],
-                 "python": build} for module in live.PUBLISHED]
+        return [{"service": live.service(module), "cpus": live.cpus_of(module, cpus),
+                 "configured": live.cpus_of(module, configured), "python": build} for module in live.PUBLISHED]
 
     # --- files ---
 

@@ -30,7 +30,24 @@ from lab.pin import PROBE
 from lab.run import dotenv_settings
 
 UP_TIMEOUT_S = 240         # up --wait; about 20 s here
+# An exec skips the image's entrypoint: this before a command pins it as the container's own (its LAB_CPUS).
+PINNED = ("python", "-S", "-m", "server.affinity")
 SAMPLE_S = 0.1             # CpuWait's period: a thread that ends loses at most this much of its record
+
+
+# A process forked from another keeps its command line: pool workers (from the forkserver) and prefork's
+# children are the processes whose parent runs the same command.
+FORKED_WORKERS = r"""
+import os
+procs = {}
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        ppid = int(open('/proc/%s/stat' % pid).read().rsplit(')', 1)[1].split()[1])
+        procs[int(pid)] = (ppid, open('/proc/%s/cmdline' % pid, 'rb').read())
+    except (OSError, IndexError, ValueError):
+        continue
+print(sum(1 for ppid, command in procs.values() if ppid in procs and procs[ppid][1] == command))
+"""
 
 
 def port_free(port):
@@ -85,9 +102,10 @@ class Lab:
             pytest.fail(f"`docker compose up --wait` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n"
                         f"{self.diagnostics()}", pytrace=False)
 
-    def cpuset(self, service):
-        """The cpuset compose gives the service in this lab: its variable from this env, else from .env."""
-        variable = compose_services()[service]["cpuset"][0]
+    def cpus(self, service):
+        """The CPUs compose pins the service to in this lab (its LAB_CPUS): its variable from this env,
+        else from .env."""
+        variable = compose_services()[service]["cpus"][0]
         return self.env.get(variable) or dotenv_settings()[variable]
 
     def containers(self):
@@ -114,7 +132,8 @@ class Lab:
     def parallelism(self, service):
         """clients.cpu_parallelism's record in the service's container, on its CPUs: its ratio, two bare fib
         processes over one (about 1 on two free CPUs, near 2 while another job holds one), and one_s."""
-        proc = self.compose("exec", "-T", service, "python", "-m", "clients.cpu_parallelism", "--json", timeout=60)
+        proc = self.compose("exec", "-T", service, *PINNED, "python", "-m", "clients.cpu_parallelism", "--json",
+                            timeout=60)
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     @contextlib.contextmanager

@@ -21,11 +21,12 @@ import uuid
 
 import pytest
 
-from compose_lab import built, lab, lab_env, server_services  # noqa: F401 (the fixtures)
+from compose_lab import FORKED_WORKERS, built, lab, lab_env, server_services  # noqa: F401 (the fixtures)
 from conftest import LAB_IMAGE as IMAGE, OFFLINE_BASE, REPO, clean_env, run
 from lab.containers import Lab as RunnerLab
-from lab.cpusets import parse_cpuset as parse_cpus
+from lab.cpusets import parse_cpuset as parse_cpus, pinned
 from lab.experiments import perf1
+from lab.pin import own
 from lab.pythons import version_tuple
 from server import strategies
 
@@ -42,7 +43,8 @@ DOWN_LIMIT_S = 10.0        # the issue's limit for `docker compose down`
 
 def test_compose_config_is_valid_with_safe_defaults(docker_engine):
     """`docker compose config` accepts the file; with the .env defaults every service is hardened,
-    published on 127.0.0.1 only, pinned as documented, and Locust waits for healthy servers. The
+    published on 127.0.0.1 only, pinned as documented (LAB_CPUS, for the image's entrypoint; no cgroup
+    cpuset, which fails on a Docker without one of its CPUs), and Locust waits for healthy servers. The
     clients service is there only with its profile (tools), so `up` does not start it."""
     env = clean_env()
     run(["docker", "compose", "config", "-q"], 60, env=env, check=True)
@@ -65,12 +67,13 @@ def test_compose_config_is_valid_with_safe_defaults(docker_engine):
         for port in svc.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", (name, port)
         assert "healthcheck" in svc or name == CLIENTS, name
+        assert "cpuset" not in svc and "cpus" not in svc, name
     assert services[CLIENTS]["profiles"] == ["tools"] and "depends_on" not in services[CLIENTS]
     published = []
     for strategy, name in server_services().items():
         svc = services[name]
         pinned = "0-1" if strategies.load(strategy).MULTICORE else "0"  # LAB_POOL_CPUS or LAB_SERVER_CPUS
-        assert name == f"server-{strategy}" and svc["cpuset"] == pinned, name
+        assert name == f"server-{strategy}" and svc["environment"]["LAB_CPUS"] == pinned, name
         assert [p["target"] for p in svc["ports"]] == [25000], name
         published.append(str(svc["ports"][0]["published"]))
         test = " ".join(svc["healthcheck"]["test"])
@@ -81,7 +84,8 @@ def test_compose_config_is_valid_with_safe_defaults(docker_engine):
         (8089, "8089"), (5557, "5557")]
     assert "ports" not in services["locust-worker"], "workers must be scalable: no fixed host port"
     for name in [*LOAD_SERVICES, CLIENTS]:
-        assert services[name]["cpuset"] == "1", name
+        assert services[name]["environment"]["LAB_CPUS"] == "1", name
+    assert services[CLIENTS]["entrypoint"][:4] == ["python", "-S", "-m", "server.affinity"], "pinned as the image is"
     master = services["locust-master"]
     assert master["environment"]["LAB_LIVE_DIR"] == LIVE_DIR
     assert [(v["type"], v["target"]) for v in master["volumes"]] == [("volume", LIVE_DIR)], "one writable path"
@@ -155,31 +159,23 @@ def article_client(port):
 
 # --- pinning and privileges -------------------------------------------------------------------
 
-def test_affinity_equals_cpuset_in_every_container(lab):
+def test_affinity_is_lab_cpus_in_every_container(lab):
+    """Every process of a container's own command runs on its LAB_CPUS (from Config.Env, as compose set it)
+    of the CPUs the container may use (an exec's: the probe's); not docker-init (PID 1) nor an exec
+    (a health check, the probe), which the entrypoint does not pin."""
     for name, containers in lab.by_service().items():
         for c in containers:
-            cpuset = c["HostConfig"]["CpusetCpus"]
-            assert cpuset == lab.cpuset(name), (name, cpuset)
+            env = dict(e.split("=", 1) for e in c["Config"]["Env"])
+            assert env["LAB_CPUS"] == lab.cpus(name), name
+            assert not c["HostConfig"]["CpusetCpus"], (name, "no cgroup cpuset")
             info = lab.probe(c["Id"])
-            assert set(info["affinity"]) == parse_cpus(cpuset), (name, info["affinity"])
-            assert len(info["procs"]) >= 2, (name, info)  # docker-init and the service's process
-            for p in info["procs"]:
-                assert parse_cpus(p["allowed"]) == parse_cpus(cpuset), (name, p)
-
-
-# A process forked from another keeps its command line: pool workers (from the forkserver) and prefork's
-# children are the processes whose parent runs the same command.
-FORKED_WORKERS = r"""
-import os
-procs = {}
-for pid in filter(str.isdigit, os.listdir('/proc')):
-    try:
-        ppid = int(open('/proc/%s/stat' % pid).read().rsplit(')', 1)[1].split()[1])
-        procs[int(pid)] = (ppid, open('/proc/%s/cmdline' % pid, 'rb').read())
-    except (OSError, IndexError, ValueError):
-        continue
-print(sum(1 for ppid, command in procs.values() if ppid in procs and procs[ppid][1] == command))
-"""
+            assert info["affinity"] == list(range(lab.ncpu)), (name, info["affinity"])
+            wanted = pinned(parse_cpus(env["LAB_CPUS"]), info["affinity"])
+            procs = own(info["procs"])
+            assert procs, (name, info)
+            for p in procs:
+                assert parse_cpus(p["allowed"]) == wanted, (name, p)
+                assert set(p["ran_on"]) <= wanted, (name, p)
 
 
 def test_pools_and_prefork_start_a_worker_per_cpu_of_their_cpuset(lab):
@@ -189,7 +185,7 @@ def test_pools_and_prefork_start_a_worker_per_cpu_of_their_cpuset(lab):
             continue
         (container,) = lab.by_service()[service]
         out = run(["docker", "exec", container["Id"], "python", "-c", FORKED_WORKERS], 60, check=True).stdout
-        assert int(out) == len(parse_cpus(lab.cpuset(service))), (service, out)
+        assert int(out) == len(pinned(parse_cpus(lab.cpus(service)), range(lab.ncpu))), (service, out)
 
 
 def test_processes_are_not_root_and_containers_are_hardened(lab):
@@ -304,7 +300,7 @@ def test_lab_pin_shows_and_repins(lab):
             assert line.split()[1] == name and line.split()[-1] == "yes", line
 
     target = lab.by_service()["server-threaded"][0]
-    original = target["HostConfig"]["CpusetCpus"]
+    original = target["HostConfig"]["CpusetCpus"] or f"0-{lab.ncpu - 1}"  # unset: every CPU
     if lab.ncpu >= 2:
         repinned = pin(lab, "server-threaded", "0-1")
         assert repinned.returncode == 0, repinned.stderr

@@ -1,10 +1,12 @@
 """compose.yaml, .env and the runner agree, read from their text with no Docker: which CPUs each server
-gets (by its strategy's MULTICORE), the defaults of the three cpuset settings, and the published ports."""
+gets (the setting its LAB_CPUS comes from, by its strategy's MULTICORE), the defaults of the three cpuset
+settings, and the published ports."""
 import pytest
 
 from lab import live
 
 from compose_text import services
+from conftest import REPO
 from lab import run as runner
 from lab.cpusets import parse_cpuset
 from server import strategies
@@ -24,8 +26,16 @@ def expected_cpuset_variable(service):
 
 
 def test_every_service_is_pinned_by_its_strategys_multicore():
-    pinned = {name: service["cpuset"][0] for name, service in services().items()}
+    pinned = {name: service["cpus"] and service["cpus"][0] for name, service in services().items()}
     assert pinned == {name: expected_cpuset_variable(service) for name, service in services().items()}
+
+
+def test_no_service_has_a_cgroup_cpuset():
+    """A cpuset naming a CPU the Docker lacks fails the container ("Requested CPUs are not available"): each
+    service is pinned by its LAB_CPUS, through the image's entrypoint, which leaves such a CPU out. Nor a CPU
+    quota (cpus:), which fails above the Docker's CPUs as well."""
+    lines = [line for line in (REPO / "compose.yaml").read_text().splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in lines if line.strip().startswith(("cpuset:", "cpus:"))]
 
 
 def test_compose_env_and_runner_have_the_same_cpuset_defaults(monkeypatch):
@@ -34,7 +44,7 @@ def test_compose_env_and_runner_have_the_same_cpuset_defaults(monkeypatch):
         monkeypatch.delenv(variable, raising=False)
     defaults = runner.parse_args([])
     for option, variable in RUNNER_OPTIONS.items():
-        in_compose = {service["cpuset"][1] for service in services().values() if service["cpuset"][0] == variable}
+        in_compose = {service["cpus"][1] for service in services().values() if service["cpus"][0] == variable}
         assert in_compose == {env[variable]}, variable
         assert getattr(defaults, option) == env[variable], option
     # and the runner reads the same variables from the environment

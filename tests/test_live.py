@@ -7,7 +7,8 @@ import json
 import pytest
 
 from lab import experiments, live
-from lab.experiment import NOT_RUN, REPRODUCED
+from lab.experiment import NOT_RUN, REPRODUCED, Measured
+from lab.experiments import perf1
 from conftest import REPO
 
 pytestmark = pytest.mark.fast
@@ -81,7 +82,38 @@ def test_c7_live_needs_two_pool_cpus_as_the_runner_does():
     record["run"]["settings"]["pool_cpus"] = "1"
     form, run = rebuilt(record)
     row = form.judge(run, run.settings)
-    assert row["verdict"] == NOT_RUN and "C7 needs 2 or more" in row["measured"]
+    assert row["verdict"] == NOT_RUN
+    assert row["measured"] == "needs two CPUs: its server runs on one (CPU 1; LAB_POOL_CPUS in .env)"
+    cells = {label: {"status": "ok", "measurements": m} for label, m in form.cells(run).items()}
+    batch = form.claim.judge(Measured(cells, run.settings, form.module))  # the rule alone, as the runner has it
+    assert batch["verdict"] == NOT_RUN and f"C7 needs {perf1.MIN_CPUS} or more" in batch["measured"]
+
+
+# The compose lab's settings and what server.affinity exported to the master, on a Docker with one CPU.
+ONE_CPU = {"LAB_SERVER_CPUS": "0", "LAB_POOL_CPUS": "0-1", "LAB_LOAD_CPUS": "1", "LAB_CPUS_AVAILABLE": "0"}
+ONE_CPU_LINE = "needs two CPUs: this Docker gives the lab one (CPU 0)"
+
+
+def test_on_a_docker_with_one_cpu_the_lab_runs_everything_on_it():
+    assert live.lab_settings(ONE_CPU) == {"server_cpus": "0", "pool_cpus": "0", "load_cpus": "0", "cpus": "0"}
+    assert live.lab_settings({**ONE_CPU, "LAB_CPUS_AVAILABLE": "0-1"}) == {
+        "server_cpus": "0", "pool_cpus": "0-1", "load_cpus": "1", "cpus": "0-1"}
+    assert live.configured_cpus(ONE_CPU) == {"server_cpus": "0", "pool_cpus": "0-1", "load_cpus": "1"}
+
+
+def test_the_lab_view_says_which_claims_need_two_cpus_on_a_docker_with_one():
+    """Each claim's own experiment declares it (perf1: C4, C7; convoy: C8, C9); the Lab view shows the line
+    of experiments[].short_of_cpus, and the claim, if started anyway, is not judged."""
+    settings = live.lab_settings(ONE_CPU)
+    said = {key: form.describe(settings)["short_of_cpus"] for key, form in FORMS.items()}
+    assert {key for key, line in said.items() if line} == {"C4", "C7", "C8", "C9"}
+    assert set(said.values()) == {None, ONE_CPU_LINE}
+    two = live.lab_settings({**ONE_CPU, "LAB_CPUS_AVAILABLE": "0-1"})
+    assert not any(form.describe(two)["short_of_cpus"] for form in FORMS.values())
+    form, run = rebuilt(load(next(p for p in RECORDS if p.stem.endswith("C4"))))
+    row = form.judge(run, settings)
+    assert (row["verdict"], row["measured"], row["short_of_cpus"]) == (NOT_RUN, ONE_CPU_LINE, ONE_CPU_LINE)
+    assert live.verdict_line(row, "running") == live.verdict_line(row, "final") == "not judged: " + ONE_CPU_LINE
 
 
 def test_published_addresses_follow_compose():

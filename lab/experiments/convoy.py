@@ -25,6 +25,10 @@ STRATEGIES = {"quick": [threaded, process_pool, threshold_pool, asyncio_pool, su
                        subinterpreters]}
 STEADY = 0.3  # a rate that drops no more than this while the long request runs holds up
 COLLAPSED = 0.9  # a rate that drops at least this much while the long request runs collapsed (C6)
+# C8 and C9 need a pool server with this many CPUs: a pool of one worker (one CPU) queues every short request
+# behind the long one (C8), and on one CPU the long request's worker takes that CPU from the short ones
+# answered inline (C9). Their live forms read it (the Lab view says so on a Docker with fewer CPUs).
+POOL_MIN_CPUS = 2
 
 
 def cells(mode):
@@ -189,7 +193,7 @@ def rates_per_bucket(perf2, start):
     return edges, bucket_rates
 
 
-def live_convoy(claim_, strategy, about, compared=None):
+def live_convoy(claim_, strategy, about, compared=None, min_cpus=1):
     """The live form of C6, C8 and C9: perf2 (fib(1) in a loop) on `strategy`, and one long request
     after LIVE_DELAY_S; with `compared`, perf2 alone on that server first, for the rule's comparison."""
     short = live.Role("perf2", strategy, 1)
@@ -209,7 +213,7 @@ def live_convoy(claim_, strategy, about, compared=None):
         return found
 
     title = f"{claim_.id}: the convoy on {strategy.NAME}" + (f", next to {compared.NAME}" if compared else "")
-    return live.Experiment(claim_, title, roles=roles, stages=stages, cells=cells, about=about)
+    return live.Experiment(claim_, title, roles=roles, stages=stages, cells=cells, about=about, min_cpus=min_cpus)
 
 
 LIVE_LONG_N = 40  # 6 to 8 s here: the collapse deepens over its first seconds on 2 CPUs
@@ -220,10 +224,10 @@ LIVE = [
                               "GIL, and comes back when it ends."),
     live_convoy(c8, process_pool, f"perf2 on the process pool runs at a fraction of {threaded.NAME}'s rate (every "
                                   "request goes to a worker and back), but the long request no longer stops it.",
-                compared=threaded),
+                compared=threaded, min_cpus=POOL_MIN_CPUS),
     live_convoy(c9, threshold_pool, f"The threshold pool answers short requests inline, at nearly {threaded.NAME}'s "
                                     "rate, and sends the long one to a worker: no collapse.",
-                compared=threaded),
+                compared=threaded, min_cpus=POOL_MIN_CPUS),
 ]
 
 

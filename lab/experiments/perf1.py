@@ -29,6 +29,10 @@ STARVED = 1.4
 DRIFT = 1.25
 ATTEMPTS = 3
 PARALLELISM_S = 0.3
+# C4 and C7 set one CPU's worth of Python against two: on a single CPU two clients double each other's
+# latency on any server, GIL or not, so neither claim says anything there. The CPUs the server needs: C7's
+# rule and the live forms of both read it (the Lab view says so on a Docker with fewer).
+MIN_CPUS = 2
 
 
 def cells(mode):
@@ -189,11 +193,11 @@ def c4(measured):
 def c7(measured):
     cpus = measured.settings.get("pool_cpus", "")
     try:
-        enough = len(parse_cpuset(cpus)) >= 2
+        enough = len(parse_cpuset(cpus)) >= MIN_CPUS
     except ValueError:
         enough = False
     if not enough:
-        raise NotRun(f"the pool had CPUs {cpus!r}; C7 needs 2 or more (--pool-cpus)")
+        raise NotRun(f"the pool had CPUs {cpus!r}; C7 needs {MIN_CPUS} or more (--pool-cpus)")
     ratio, line, text = ratio_text(measured, process_pool)
     return text + f" on CPUs {cpus}", ratio < line
 
@@ -304,7 +308,7 @@ def live_doubling(claim_, strategy, about):
         claim_, f"{claim_.id}: perf1, 1 client then 2, on {strategy.NAME}", roles=(first, second),
         stages=(live.Stage(LIVE_STAGE_S, (first.key,), label="1 client"),
                 live.Stage(LIVE_STAGE_S, (first.key, second.key), label="2 clients")),
-        cells=cells, about=about)
+        cells=cells, about=about, min_cpus=MIN_CPUS)
 
 
 LIVE_N = 30  # the article's perf1

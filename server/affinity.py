@@ -1,0 +1,71 @@
+"""Run a command on the CPUs LAB_CPUS names, of those this container may use: the lab image's ENTRYPOINT.
+
+    LAB_CPUS=0-1 python -S -m server.affinity python -m server --strategy process-pool ...
+
+compose.yaml gives each service LAB_CPUS (from LAB_SERVER_CPUS, LAB_POOL_CPUS or LAB_LOAD_CPUS in .env)
+instead of a cgroup cpuset, which Docker refuses outright when it names a CPU the engine lacks ("Requested
+CPUs are not available"), so that the lab also starts on a Docker with one CPU. This pins the process to
+LAB_CPUS intersected with the CPUs it may use (os.sched_getaffinity: the container's), or to all of those
+when none of the wanted ones exists, with one line on stderr that says so; then it becomes the command
+(exec): its threads, its forked and spawned children (pool workers, prefork's children) and whatever it
+execs inherit the pinning. LAB_CPUS_AVAILABLE, exported to the command, is the container's CPUs before
+pinning (the Lab view tells from it which claims this Docker has too few CPUs for).
+
+LAB_CPUS unset or empty: the command runs as it would without this (`docker run IMAGE ...`, the runner's
+containers, which keep their cgroup cpuset). A LAB_CPUS that is not a CPU set: one line, exit status 2.
+Standard library only, imported with -S (no site): a container starts a few milliseconds later, no more.
+"""
+import os
+import sys
+
+from server.cpusets import format_cpuset, parse_cpuset, pinned
+
+WANTED = "LAB_CPUS"
+AVAILABLE = "LAB_CPUS_AVAILABLE"
+USAGE = "usage: LAB_CPUS=CPUS python -S -m server.affinity COMMAND [ARG...]"
+
+
+def plural(cpus):
+    return f"CPU{'s' if len(cpus) > 1 else ''} {format_cpuset(cpus)}"
+
+
+def pin(wanted_text, available):
+    """The CPUs to run on, and a line for stderr when they are not all the wanted ones (else None).
+    ValueError: wanted_text is not a CPU set."""
+    wanted = parse_cpuset(wanted_text)
+    cpus = pinned(wanted, available)
+    if wanted <= available:
+        return cpus, None
+    return cpus, (f"{WANTED}={wanted_text}: this Docker gives the container {plural(available)} only; "
+                  f"running on {format_cpuset(cpus)}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
+    available = os.sched_getaffinity(0)
+    os.environ[AVAILABLE] = format_cpuset(available)
+    wanted_text = os.environ.get(WANTED, "").strip()
+    if wanted_text:
+        try:
+            cpus, line = pin(wanted_text, available)
+            os.sched_setaffinity(0, cpus)
+        except ValueError as e:
+            print(f"server.affinity: {WANTED}: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"server.affinity: cannot pin to CPUs {format_cpuset(cpus)}: {e.strerror}", file=sys.stderr)
+            return 2
+        if line:
+            print(line, file=sys.stderr, flush=True)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        print(f"server.affinity: cannot run {argv[0]}: {e.strerror}", file=sys.stderr)
+        return 127 if isinstance(e, FileNotFoundError) else 126
+
+
+if __name__ == "__main__":
+    sys.exit(main())
