@@ -15,11 +15,12 @@
 # No PGO/LTO: --enable-optimizations would run the test suite as its training load and take far longer.
 # No "RUN --mount": the classic builder (Docker Engine 20.10 without buildx) builds this too. The
 # compiler's layer comes before the tarball and the tarball's before GIL, so that a twin compiled
-# after its free-threaded build reuses both, and the same tarball again reuses everything.
+# after its free-threaded build reuses both, and the same tarball again reuses everything. The
+# compiler is a stage of its own ("--target compiler"): images/python-slim.Dockerfile (the stand-in
+# for python:X.Y-slim) builds FROM it, so one apt layer serves every compile on a base.
 ARG BASE_IMAGE=concurrency-lab-base:sid
 
-FROM ${BASE_IMAGE} AS build
-ARG JOBS=2
+FROM ${BASE_IMAGE} AS compiler
 ENV DEBIAN_FRONTEND=noninteractive
 RUN set -eu; \
     # A mirror may serve a snapshot whose Release file is past its Valid-Until date; the
@@ -29,19 +30,19 @@ RUN set -eu; \
     apt-get install -y -q --no-install-recommends \
         gcc make libc6-dev pkg-config xz-utils zlib1g-dev libffi-dev libssl-dev libbz2-dev liblzma-dev; \
     rm -rf /var/lib/apt/lists/*
-COPY cpython.tar /src/cpython.tar
+
+FROM compiler AS build
+ARG JOBS=2
+COPY compile-cpython.sh cpython.tar /src/
 ARG GIL=disabled
-RUN set -eu; cd /src; tar -xf cpython.tar; rm cpython.tar; cd Python-*; \
+RUN set -eu; \
     case "$GIL" in \
         disabled) flags=--disable-gil ;; \
         enabled) flags= ;; \
         *) echo "lab: error: GIL must be enabled or disabled, not '$GIL'" >&2; exit 1 ;; \
     esac; \
-    echo "lab: compiling $(basename "$PWD"), GIL $GIL"; \
-    ./configure $flags --prefix=/opt/python --without-ensurepip --disable-test-modules \
-        --with-computed-gotos >/tmp/configure.log 2>&1 || { tail -n 40 /tmp/configure.log; exit 1; }; \
-    make -j"$JOBS" -s >/tmp/make.log 2>&1 || { tail -n 60 /tmp/make.log; exit 1; }; \
-    make -s install >/tmp/install.log 2>&1 || { tail -n 40 /tmp/install.log; exit 1; }; \
+    sh /src/compile-cpython.sh /opt/python $flags --without-ensurepip --disable-test-modules \
+        --with-computed-gotos; \
     ln -s "$(ls /opt/python/bin | grep -E '^python3\.[0-9]+t?$' | head -n 1)" /opt/python/bin/lab-python; \
     rm -rf /opt/python/lib/python3*/config-* /opt/python/share; \
     find /opt/python -depth -name __pycache__ -path '*/test*' -exec rm -rf {} +
