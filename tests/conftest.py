@@ -95,8 +95,9 @@ def start_server(tmp_path):
 
 def pytest_terminal_summary(terminalreporter):
     """One line for the slowest shutdown that any test recorded with record_property("shutdown_s", seconds),
-    passed or failed, so that a run shows how close it came to the 2 s contract."""
-    times = {}
+    passed or failed, so that a run shows how close it came to the 2 s contract; and each line a test
+    recorded with record_property("summary", text): what it measured (versions, times), for CI's log."""
+    times, summary = {}, []
     for reports in terminalreporter.stats.values():
         for report in reports:
             if getattr(report, "when", None) != "call":
@@ -104,6 +105,10 @@ def pytest_terminal_summary(terminalreporter):
             for name, value in getattr(report, "user_properties", ()):
                 if name == "shutdown_s":
                     times[report.nodeid] = max(value, times.get(report.nodeid, value))
+                elif name == "summary":
+                    summary.append(value)
+    for line in summary:
+        terminalreporter.write_line(line)
     if times:
         worst = max(times, key=times.get)
         terminalreporter.write_line(f"shutdown after SIGTERM/SIGINT: worst {times[worst]:.2f} s over "
