@@ -154,24 +154,28 @@ class Experiment:
     about: str = ""  # what the room sees, in one or two sentences
     module: object = None  # set by the registry: the experiment module it lives in
     min_cpus: int = 1  # the CPUs each of its servers needs for the claim to say anything, as its module declares
+    min_lab_cpus: int = 1  # the CPUs the whole lab needs (e.g. the load on a CPU apart from the server's)
 
     def short_of_cpus(self, settings):
-        """Why this lab cannot show the claim, in one line (a server of it has fewer than min_cpus CPUs),
-        or None: 'needs two CPUs: this Docker gives the lab one (CPU 0)'."""
+        """Why this lab cannot show the claim, in one line (this Docker has fewer than min_lab_cpus or
+        min_cpus CPUs, or a server of it has fewer than min_cpus), or None:
+        'needs two CPUs: this Docker gives the lab one (CPU 0)'."""
         try:
             fewest = min((parse_cpuset(cpus_of(s, settings)) for s in self.strategies()), key=len)
         except ValueError:
             return None  # unknown: nothing to say
-        if len(fewest) >= self.min_cpus:
-            return None
-        needs = f"needs {number(self.min_cpus)} CPUs: "
         try:
             docker = parse_cpuset(settings.get("cpus", ""))
         except ValueError:
             docker = None
-        if docker is not None and len(docker) < self.min_cpus:
-            return needs + f"this Docker gives the lab {number(len(docker))} (CPU {format_cpuset(docker)})"
-        return needs + f"its server runs on {number(len(fewest))} (CPU {format_cpuset(fewest)}; LAB_POOL_CPUS in .env)"
+        most = max(self.min_cpus, self.min_lab_cpus)
+        if docker is not None and len(docker) < most:
+            return (f"needs {number(most)} CPUs: this Docker gives the lab {number(len(docker))} "
+                    f"(CPU {format_cpuset(docker)})")
+        if len(fewest) >= self.min_cpus:
+            return None
+        return (f"needs {number(self.min_cpus)} CPUs: its server runs on {number(len(fewest))} "
+                f"(CPU {format_cpuset(fewest)}; LAB_POOL_CPUS in .env)")
 
     @property
     def key(self):

@@ -102,14 +102,18 @@ def test_on_a_docker_with_one_cpu_the_lab_runs_everything_on_it():
 
 
 def test_the_lab_view_says_which_claims_need_two_cpus_on_a_docker_with_one():
-    """Each claim's own experiment declares it (perf1: C4, C7; convoy: C8, C9); the Lab view shows the line
+    """Each claim's own experiment declares it (perf1: C4, C7; convoy: C6, C8, C9); the Lab view shows the line
     of experiments[].short_of_cpus, and the claim, if started anyway, is not judged."""
     settings = live.lab_settings(ONE_CPU)
     said = {key: form.describe(settings)["short_of_cpus"] for key, form in FORMS.items()}
-    assert {key for key, line in said.items() if line} == {"C4", "C7", "C8", "C9"}
+    assert {key for key, line in said.items() if line} == {"C4", "C6", "C7", "C8", "C9"}
     assert set(said.values()) == {None, ONE_CPU_LINE}
     two = live.lab_settings({**ONE_CPU, "LAB_CPUS_AVAILABLE": "0-1"})
     assert not any(form.describe(two)["short_of_cpus"] for form in FORMS.values())
+    # the pools on one CPU of two: C8 and C9 lack theirs; C6 does not (its load still has a CPU of its own)
+    pools_on_one = live.lab_settings({**ONE_CPU, "LAB_POOL_CPUS": "0", "LAB_CPUS_AVAILABLE": "0-1"})
+    said = {key: form.describe(pools_on_one)["short_of_cpus"] for key, form in FORMS.items()}
+    assert {key for key, line in said.items() if line} == {"C4", "C7", "C8", "C9"}, said
     form, run = rebuilt(load(next(p for p in RECORDS if p.stem.endswith("C4"))))
     row = form.judge(run, settings)
     assert (row["verdict"], row["measured"], row["short_of_cpus"]) == (NOT_RUN, ONE_CPU_LINE, ONE_CPU_LINE)

@@ -25,10 +25,14 @@ STRATEGIES = {"quick": [threaded, process_pool, threshold_pool, asyncio_pool, su
                        subinterpreters]}
 STEADY = 0.3  # a rate that drops no more than this while the long request runs holds up
 COLLAPSED = 0.9  # a rate that drops at least this much while the long request runs collapsed (C6)
-# C8 and C9 need a pool server with this many CPUs: a pool of one worker (one CPU) queues every short request
-# behind the long one (C8), and on one CPU the long request's worker takes that CPU from the short ones
-# answered inline (C9). Their live forms read it (the Lab view says so on a Docker with fewer CPUs).
-POOL_MIN_CPUS = 2
+# The CPUs C6, C8 and C9 need to say anything, as measured on a Docker with one CPU (scripts/current-engine
+# start one-cpu --cpus 0; scripts/lab run --experiments convoy --server-cpus 0 --pool-cpus 0 --load-cpus 0,
+# 2026-12-06). C8 and C9 need them for their pool server: C8's pool of one worker queued every short request
+# behind the long one (-100%), C9 dropped 39.8% (its line: 30%). C6 needs them for the lab, its load on a CPU
+# apart from its server: with both on CPU 0 it dropped 68.5% to 70.0% in four runs (its line: 90%), with the
+# server on CPU 0 and the load on CPU 1 it dropped 98.3% twice. The live forms read it: the Lab view says so
+# on a Docker with fewer CPUs, and does not judge them.
+MIN_CPUS = 2
 
 
 def cells(mode):
@@ -193,7 +197,7 @@ def rates_per_bucket(perf2, start):
     return edges, bucket_rates
 
 
-def live_convoy(claim_, strategy, about, compared=None, min_cpus=1):
+def live_convoy(claim_, strategy, about, compared=None, min_cpus=1, min_lab_cpus=1):
     """The live form of C6, C8 and C9: perf2 (fib(1) in a loop) on `strategy`, and one long request
     after LIVE_DELAY_S; with `compared`, perf2 alone on that server first, for the rule's comparison."""
     short = live.Role("perf2", strategy, 1)
@@ -213,7 +217,8 @@ def live_convoy(claim_, strategy, about, compared=None, min_cpus=1):
         return found
 
     title = f"{claim_.id}: the convoy on {strategy.NAME}" + (f", next to {compared.NAME}" if compared else "")
-    return live.Experiment(claim_, title, roles=roles, stages=stages, cells=cells, about=about, min_cpus=min_cpus)
+    return live.Experiment(claim_, title, roles=roles, stages=stages, cells=cells, about=about, min_cpus=min_cpus,
+                           min_lab_cpus=min_lab_cpus)
 
 
 LIVE_LONG_N = 40  # 6 to 8 s here: the collapse deepens over its first seconds on 2 CPUs
@@ -221,13 +226,13 @@ LIVE_DELAY_S = 4.0
 LIVE_ALONE_S = 6
 LIVE = [
     live_convoy(c6, threaded, "perf2's rate per second, unsmoothed: it collapses while the long request holds the "
-                              "GIL, and comes back when it ends."),
+                              "GIL, and comes back when it ends.", min_lab_cpus=MIN_CPUS),
     live_convoy(c8, process_pool, f"perf2 on the process pool runs at a fraction of {threaded.NAME}'s rate (every "
                                   "request goes to a worker and back), but the long request no longer stops it.",
-                compared=threaded, min_cpus=POOL_MIN_CPUS),
+                compared=threaded, min_cpus=MIN_CPUS),
     live_convoy(c9, threshold_pool, f"The threshold pool answers short requests inline, at nearly {threaded.NAME}'s "
                                     "rate, and sends the long one to a worker: no collapse.",
-                compared=threaded, min_cpus=POOL_MIN_CPUS),
+                compared=threaded, min_cpus=MIN_CPUS),
 ]
 
 
