@@ -5,9 +5,10 @@ of its own, with the open-files limit a systemd host gives (soft 1024).
 In order, as a new user meets the lab: `docker compose up --wait` with the .env as shipped and no
 wheelhouse (the registry path: the image's pip installs from the package index, FROM a stand-in for
 python:3.13-slim built the way the official image is), a named live experiment started through
-/swarm, the abuse battery's idle-connection cases, `docker compose down`; then `scripts/lab run
---quick` through the same DOCKER_HOST, C13 at its full size (10,000 connections), a Locust worker on
-the machine's own engine joining this engine's master, and a second engine that has one CPU.
+/swarm, the abuse battery's idle-connection cases, C13 at its full size (10,000 held connections to
+threaded and to asyncio), `docker compose down`; then `scripts/lab run --quick` through the same
+DOCKER_HOST, a Locust worker on the machine's own engine joining this engine's master, and a second
+engine that has one CPU.
 
 Every command has a time limit; all traffic stays on this machine: the engine's own namespace, its
 compose networks and the link between it and the host (scripts/current-engine --help).
@@ -221,6 +222,29 @@ def test_the_abuse_batterys_idle_connection_cases_hold(engine, registry_lab, str
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
+# The runner's C13 cell gives its client 60 s for every reply (lab/experiments/idle_connections.py); 10,000
+# threads took 47 to 60 s to answer here (asyncio: 0.6 s), so that cell can miss some for want of time, not
+# of files. The same client at the same size is given longer here: what it tests is that none is refused.
+HOLD_REPLY_LIMIT_S = 240
+
+
+@pytest.mark.parametrize("strategy", ["threaded", "asyncio"])
+def test_c13_at_full_size_10000_held_connections_are_all_served_under_soft_1024(engine, registry_lab, strategy,
+                                                                                record_property):
+    checkout = registry_lab[0]
+    full = idle_connections.SIZES["full"]["connections"]
+    proc = engine.compose(checkout, "run", "--rm", "clients", "hold_connections", f"server-{strategy}",
+                          "--connections", full, "--hold", 1, "--timeout", HOLD_REPLY_LIMIT_S, "--json",
+                          timeout=2 * HOLD_REPLY_LIMIT_S + 120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    held = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert full == 10000 and held["served"] == held["connections"] == full, held
+    logs = engine.compose(checkout, "logs", "--no-color", f"server-{strategy}", timeout=60).stdout
+    assert "Too many open files" not in logs and "open files needed" not in logs, logs[-2000:]
+    record_property("summary", f"current engine, C13's full size on {strategy} (its container at soft 1024): "
+                               f"{held['served']:,} of {full:,} served, in {held['serve_s']:.1f} s")
+
+
 def test_down_leaves_nothing_behind(engine, registry_lab):
     checkout = registry_lab[0]
     engine.compose(checkout, "down", "-v", "--timeout", "5", timeout=180)
@@ -256,16 +280,6 @@ def test_lab_run_quick_gives_13_verdicts_on_the_current_engine(engine, registry_
     assert record["status"] == "complete" and len(verdicts) == 13, verdicts
     record_property("summary", "current engine, scripts/lab run --quick: " +
                     ", ".join(f"{claim} {verdict}" for claim, verdict in verdicts.items()))
-
-
-def test_c13_at_full_size_holds_10000_connections_under_soft_1024(engine, registry_lab, tmp_path, record_property):
-    proc = lab_run(engine, tmp_path, "--experiments", "idle_connections", timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    record = only_record(tmp_path)
-    full = idle_connections.SIZES["full"]["connections"]
-    served = {key: cell["measurements"]["served"] for key, cell in record["cells"].items()}
-    assert full == 10000 and served and all(n == full for n in served.values()), served
-    record_property("summary", f"current engine, C13 at full size: served {served}")
 
 
 def test_a_worker_on_the_machines_engine_joins_this_engines_master(engine, registry_lab, lab_image):
