@@ -22,7 +22,7 @@ from typing import Callable
 from lab.cpusets import format_cpuset, parse_cpuset, pinned
 from lab.experiment import NOT_RUN, Cell, Claim, Measured, NotRun, experiment_name
 from server.protocol import PORT
-from server import strategies
+from server import affinity, strategies
 from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, sequential, threaded,
                                threshold_pool)
 from server.strategies import key as strategy_name
@@ -57,7 +57,7 @@ def lab_settings(environ):
     settings (LAB_POOL_CPUS, ...) on the CPUs this Docker has, as server.affinity pins every container
     (LAB_CPUS_AVAILABLE, which it exported to the master: the master's container's CPUs, which are every
     container's in a compose lab); and 'cpus', those ('unknown': not given, each setting as it is)."""
-    available = environ.get("LAB_CPUS_AVAILABLE", "")
+    available = environ.get(affinity.AVAILABLE, "")
     settings = configured_cpus(environ)
     try:
         have = parse_cpuset(available)

@@ -23,6 +23,7 @@ import docker
 
 from lab.compose import PROJECT_LABEL, ROLE_LABEL, SERVICE_LABEL
 from lab.cpusets import format_cpuset, parse_cpuset, pinned
+from server.affinity import WANTED
 
 
 # Runs inside a container (the lab image has python): every process but itself, with its parent, UIDs,
@@ -97,7 +98,7 @@ def configured(container, available):
     """The CPUs a container's command is pinned to: its LAB_CPUS of the `available` ones (server.affinity's
     rule), or all of them without LAB_CPUS."""
     env = dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
-    wanted = env.get("LAB_CPUS", "").strip()
+    wanted = env.get(WANTED, "").strip()
     return pinned(parse_cpus(wanted), available) if wanted else set(available)
 
 

@@ -304,11 +304,12 @@ class Lab:
         results = _latency.run_results
         histograms = results.recorder.flush() if results else {}
         stats = self.environment.stats
+        settings = settings_from_environment()  # once a request: every experiment and server reads the same
         return {
             "now": time.time(),
             "locust_state": self.environment.runner.state,
             "state": self.state,
-            "experiments": [experiment.describe(settings_from_environment()) for experiment in live_forms().values()],
+            "experiments": [experiment.describe(settings) for experiment in live_forms().values()],
             "run": self.describe_run(),
             "verdict": self.verdict(),
             "series": self.series(),
@@ -316,8 +317,8 @@ class Lab:
             "errors": [{"name": e.name, "error": str(e.error), "count": e.occurrences}
                        for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences)[:5]],
             "notes": [{"at": at, "line": line} for at, line in self.notes],
-            "servers": self.servers(),
-            "cpus": settings_from_environment()["cpus"],  # this Docker's CPUs, which the lab's containers may use
+            "servers": self.servers(settings),
+            "cpus": settings["cpus"],  # this Docker's CPUs, which the lab's containers may use
             "workers": getattr(self.environment.runner, "worker_count", None),
             "requests_per_worker": dict(results.requests_per_worker) if results else {},
             "files": [{"name": name, "about": about} for name, about in FILES] if self.saved_to else [],
@@ -357,9 +358,9 @@ class Lab:
             out[name] = [[s, c, round(us / c, 1) if c else None, f] for s, (c, us, f) in seconds]
         return out
 
-    def servers(self):
-        """Each server's CPUs: those it runs on (its setting, of this Docker's CPUs) and its setting."""
-        cpus, configured = settings_from_environment(), live.configured_cpus(os.environ)
+    def servers(self, cpus):
+        """Each server's CPUs: those it runs on (`cpus`: its setting, of this Docker's CPUs) and its setting."""
+        configured = live.configured_cpus(os.environ)
         build = python_build()
         return [{"service": live.service(module), "cpus": live.cpus_of(module, cpus),
                  "configured": live.cpus_of(module, configured), "python": build} for module in live.PUBLISHED]

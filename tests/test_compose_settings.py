@@ -14,7 +14,7 @@ from server import strategies
 pytestmark = pytest.mark.fast
 
 # The runner's options and the settings compose pins its containers with.
-RUNNER_OPTIONS = {"server_cpus": "LAB_SERVER_CPUS", "pool_cpus": "LAB_POOL_CPUS", "load_cpus": "LAB_LOAD_CPUS"}
+RUNNER_OPTIONS = live.CPU_SETTINGS  # the runner's option for each of compose's settings, as the Lab view reads them
 
 
 def expected_cpuset_variable(service):

@@ -24,6 +24,7 @@ import pytest
 
 from conftest import IN_CI, REPO, clean_env, run
 from lab.experiments import idle_connections
+from test_runner import lab_run, only_run
 
 pytestmark = pytest.mark.docker
 
@@ -262,20 +263,10 @@ def test_down_leaves_nothing_behind(engine, registry_lab):
     assert "docker-proxy" not in names and "containerd-shim" not in " ".join(names), names
 
 
-def lab_run(engine, results, *args, timeout):
-    return run([str(REPO / "scripts" / "lab"), "run", "--results", str(results), *args], timeout,
-               env={**engine.env, "COLUMNS": "200"})
-
-
-def only_record(results):
-    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
-    return json.loads((run_dir / "results.json").read_text())
-
-
 def test_lab_run_quick_gives_13_verdicts_on_the_current_engine(engine, registry_lab, tmp_path, record_property):
-    proc = lab_run(engine, tmp_path, "--quick", timeout=900)
+    proc = lab_run("--quick", results=tmp_path, timeout=900, env=engine.env)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    record = only_record(tmp_path)
+    _, record = only_run(tmp_path)
     verdicts = {row["id"]: row["verdict"] for row in record["claims"]}
     assert record["status"] == "complete" and len(verdicts) == 13, verdicts
     record_property("summary", "current engine, scripts/lab run --quick: " +

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.docker
 LAB_RUN = [sys.executable, "-m", "lab", "run"]
 
 
-def lab_run(*args, results, timeout=600):
+def lab_run(*args, results, timeout=600, env=None):
+    """`lab run` into `results`, in this environment or `env` (e.g. another engine's DOCKER_HOST)."""
     return subprocess.run([*LAB_RUN, "--results", str(results), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={**os.environ, "COLUMNS": "200"})
+                          timeout=timeout, cwd=REPO, env={**(env or os.environ), "COLUMNS": "200"})
 
 
 def leftovers(run_id):
