@@ -10,8 +10,11 @@ Experiments that need no server:
   python -m clients.gil_stall        a long C-level call stalls other threads and Ctrl-C (C5)
   python -m clients.thread_memory    virtual vs. resident memory of idle threads (C11)
   python -m clients.recursion_depth  how deep recursion gets per thread stack size (C12)
-  python -m clients.loopback_floor   a bare socket ping-pong, the ceiling of every perf2 rate, and
-                                     the perf2 client's own ceiling
+  python -m clients.loopback_floor   a bare socket ping-pong on one CPU and across two (the machine's
+                                     wake-up cost), the ceiling of every perf2 rate, and the perf2
+                                     client's own ceiling
+  python -m clients.thread_cpus      where a server's threads ran and how busy each CPU was, sampled:
+                                     the check that perf2's layout held
   python -m clients.cpu_parallelism  fib(n) in two processes at once over one alone: the parallelism
                                      the CPUs give right now, the yardstick of C4 and C7
 

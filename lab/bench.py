@@ -1,23 +1,25 @@
-"""What the benchmarks (scripts/bench-*) share: a server on its own CPU, the load on the others."""
+"""What the benchmarks (scripts/bench-*) share: a server on its own CPU, the load on the others, named as\nlab.layout names the runner's perf2 layout."""
 import os
 import select
 import signal
 import subprocess
 import sys
 
-from lab import REPO
+from lab import REPO, layout
 from server.strategies import threaded
 
 STARTUP_TIMEOUT_S = 30
 
 
-def cpu_plan(load="the load"):
-    """(server CPUs, load CPUs, description): split the CPUs this process may use."""
+def cpu_plan(load="the load", one_client_cpu=False):
+    """(server CPUs, load CPUs, the layout in words, lab.layout's): the server on the first CPU this process
+    may use, the load on the others, or on the second only with one_client_cpu (a single client, which
+    must not move between CPUs either: a rate across CPUs is several times one on the same CPU)."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
-        return None, None, f"only CPU {cpus[0]} available: server and load share it (no pinning)"
-    server, others = {cpus[0]}, set(cpus[1:])
-    return server, others, f"server pinned to CPU {cpus[0]}, {load} to CPU {','.join(map(str, cpus[1:]))}"
+        return {cpus[0]}, {cpus[0]}, layout.text(cpus[0], {cpus[0]}, f"{load} too")
+    server, others = {cpus[0]}, set(cpus[1:2] if one_client_cpu else cpus[1:])
+    return server, others, layout.text(cpus[0], others, load)
 
 
 def pinned_to(cpus):

@@ -7,7 +7,7 @@ here (sock.send(b'1'); sock.recv(100), nothing else), each for --duration second
 round's ratio lab / bare of requests per second, then the median of the rounds. A ratio near 1 means
 the lab's client costs no more than the article's loop; perf2, whose requests are the cheapest, shows
 the client's own cost most. With 2 or more CPUs the server runs on the first CPU and the clients on
-the second, as in the lab's compose defaults.
+the second, in the runner's perf2 layout (across CPUs; lab.layout), which the output names.
 """
 import argparse
 import json
@@ -65,7 +65,7 @@ def bare_rate(tool, port, args, cpus):
 
 def main(argv=None):
     args = parse_args(argv)
-    server_cpus, client_cpus, pinning = cpu_plan(load="the clients")
+    server_cpus, client_cpus, pinning = cpu_plan(load="the client asks", one_client_cpu=True)
     server, port = start_server("bench-fidelity", server_cpus)
     try:
         print(f"{pinning}; {args.rounds} rounds of {args.duration:g} s each, alternating", flush=True)

@@ -8,7 +8,7 @@ import sys
 
 from rich.console import Console
 
-from lab import across_pythons
+from lab import across_pythons, wake_up
 from lab.document import CHANGED, Heading, Paragraph, Table, to_markdown, to_terminal
 from lab.experiment import CLIENT_LIMITED_RULE, rate
 from lab.experiments import loopback_floor
@@ -60,13 +60,18 @@ def figures_table(a, b, ceilings=(None, None)):
         for figure, value_a, unit in cell_a.get("figures") or []:
             value_b = b_figures.get(figure)
             ceiling_a, ceiling_b = ceilings if loopback_floor.is_perf2_rate(cell_a, unit) else (None, None)
-            r = ratio(value_a, value_b)
-            moved = r is not None and not 1 - MOVED <= r <= 1 + MOVED
-            table.rows.append([name, figure, show(value_a, unit, ceiling_a), show(value_b, unit, ceiling_b),
-                               "–" if r is None else f"{r:.2f}", MARK if moved else ""])
-            table.classes.append([CHANGED if moved else None] * 6)
+            add_ratio_row(table, [name, figure, show(value_a, unit, ceiling_a), show(value_b, unit, ceiling_b)],
+                          value_a, value_b)
             name = ""  # the cell's name once, on its first row
     return table, elsewhere
+
+
+def add_ratio_row(table, cells, value_a, value_b):
+    """A row of cells, then B/A and MARK if it moved by more than MOVED; a moved row's cells are marked."""
+    r = ratio(value_a, value_b)
+    moved = r is not None and not 1 - MOVED <= r <= 1 + MOVED
+    table.rows.append([*cells, "–" if r is None else f"{r:.2f}", MARK if moved else ""])
+    table.classes.append([CHANGED if moved else None] * (len(cells) + 2))
 
 
 def params_note(cell_a, cell_b):
@@ -77,13 +82,23 @@ def params_note(cell_a, cell_b):
 
 
 def environment_table(a, b):
-    rows_a, rows_b = dict(environment_rows(a)), dict(environment_rows(b))
+    rows_a, rows_b = dict(wake_up.without(environment_rows(a))), dict(wake_up.without(environment_rows(b)))
     table = Table(["", "A", "B", ""], [], [])
     for label in [*rows_a, *(label for label in rows_b if label not in rows_a)]:
         value_a, value_b = rows_a.get(label, "–"), rows_b.get(label, "–")
         differs = value_a != value_b
         table.rows.append([label, value_a, value_b, MARK if differs else ""])
         table.classes.append([CHANGED if differs else None] * 4)
+    return table
+
+
+def wake_up_table(a, b):
+    """Both runs' ping-pong floors (environment.wake_up) side by side, with B/A; 'not measured' in a record
+    from before they were."""
+    table = Table(["", "A", "B", "B/A", ""], [], [])
+    for (label, value_a, text_a), (_, value_b, text_b) in zip(
+            *(wake_up.figures(record["environment"].get("wake_up")) for record in (a, b))):
+        add_ratio_row(table, [label, text_a, text_b], value_a, value_b)
     return table
 
 
@@ -122,6 +137,7 @@ def build(run_a, run_b):
                   f"whose B/A is off 1 by more than {MOVED:.0%}."
                   + (f" {CLIENT_LIMITED_RULE}" if any(ceilings) else "")),
         Heading("Environment"), environment_table(a, b),
+        Heading("The machine's wake-up cost"), Paragraph(wake_up.MEANING), wake_up_table(a, b),
         Heading("Key figures of the cells that ran in both"), figures,
     ]
     if elsewhere:

@@ -4,6 +4,7 @@ runs the clients, and one server container at a time. Load never runs on the ser
 They are hardened as compose's are, from compose's own definition (lab.compose); the engine's
 default open-file limit (20,000 or more) covers C13's 10,000 connections.
 """
+import contextlib
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ import docker
 
 from clients import process_memory
 from lab import compose
+from lab.experiment import Background
 from lab.pythons import image as python_image
 from server.protocol import PORT as SERVER_PORT  # every server listens here inside its container
 
@@ -106,6 +108,28 @@ class Lab:
         return (exit code, stdout, stderr)."""
         container = self._run(f"py{python}", ["timeout", "-s", "KILL", str(int(timeout) + 1), *map(str, argv)],
                               self.load_cpus, python)
+        return self._outcome(container, timeout)
+
+    def run_on_cpus(self, cpus, argv, timeout):
+        """Run argv in a container of the lab image of its own on `cpus` (a cpuset), with no network but its
+        loopback, before the run's network exists or during the run; return (exit code, stdout, stderr)."""
+        # Created and started in a thread: a Ctrl-C in the middle would leave a container nobody holds (the
+        # daemon finishes a create whose request was sent, after the run's cleanup has looked for it).
+        starting = Background(self.docker.containers.run, self.image,
+                              ["timeout", "-s", "KILL", str(int(timeout) + 1), *map(str, argv)], detach=True,
+                              network_disabled=True, cpuset_cpus=cpus,
+                              labels={LABEL: self.run_id} if self.run_id else None, **self.hardening)
+        try:
+            container = starting.join()
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the runner takes it
+            with contextlib.suppress(Exception):  # not made: nothing to remove
+                starting.join(READY_TIMEOUT_S).remove(force=True)
+            raise
+        return self._outcome(container, timeout)
+
+    @staticmethod
+    def _outcome(container, timeout):
+        """(exit code, stdout, stderr) of a container once its command ended; the container removed."""
         try:
             code = container.wait(timeout=timeout + 30)["StatusCode"]
             return (code, container.logs(stderr=False).decode(errors="replace"),

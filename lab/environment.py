@@ -5,7 +5,11 @@ import platform
 import subprocess
 from pathlib import Path
 
-from lab import REPO
+import docker
+
+from lab import REPO, layout, wake_up
+from lab.containers import client_record
+from lab.cpusets import format_cpuset
 from lab.pythons import image as python_image
 
 
@@ -33,7 +37,25 @@ def describe(lab, settings, unbuilt=None):
         "lab_commit": _git("rev-parse", "HEAD"),
         "lab_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "runner_python": platform.python_version(),
+        "wake_up": wake_up_entry(lab, settings),
     }
+
+
+def wake_up_entry(lab, settings):
+    """Both ping-pong floors (lab.wake_up), measured at the run's start; if they cannot be, why, in their
+    place: the run goes on without them."""
+    try:
+        return wake_up.summary(floors(lab, settings, wake_up.DURATION_S), wake_up.command(settings))
+    except (RuntimeError, ValueError, OSError, docker.errors.DockerException) as e:
+        return wake_up.failure(f"{type(e).__name__}: {e}", wake_up.command(settings))
+
+
+def floors(lab, settings, duration_s):
+    """clients.loopback_floor's record, run alone in a container of the lab image whose CPUs are the perf2
+    layout's two (lab.layout.cpus): the client pins each end within them."""
+    cpus = format_cpuset(set(layout.cpus(settings)))
+    code, out, err = lab.run_on_cpus(cpus, wake_up.command(settings, duration_s), timeout=wake_up.TIMEOUT_S)
+    return {**client_record("loopback_floor", code, out, err), "cpuset": cpus}
 
 
 def image_python(client, image):

@@ -19,10 +19,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
+from lab import layout
 from lab.cpusets import format_cpuset, parse_cpuset, pinned
 from lab.experiment import NOT_RUN, Cell, Claim, Measured, NotRun, experiment_name
 from server.protocol import PORT
-from server import affinity, strategies
+from server import affinity, layouts, placement, strategies
 from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, sequential, threaded,
                                threshold_pool)
 from server.strategies import key as strategy_name
@@ -39,7 +40,7 @@ PUBLISHED = (sequential, threaded, process_pool, threshold_pool, prefork, asynci
 
 
 # The lab's three CPU settings as the rules read them (the runner's options) and as compose passes them.
-CPU_SETTINGS = {"server_cpus": "LAB_SERVER_CPUS", "pool_cpus": "LAB_POOL_CPUS", "load_cpus": "LAB_LOAD_CPUS"}
+CPU_SETTINGS = {f"{role}_cpus": variable for role, variable in layouts.SETTINGS.items()}
 NUMBERS = ("no", "one", "two", "three", "four")
 
 
@@ -47,28 +48,50 @@ class NotEnough(NotRun):
     """The live run has not seen enough yet for the figure a rule needs."""
 
 
+def resolved_cpus(environ):
+    """({role: CPU set text}, how they were chosen) of compose's three settings as the master's environment
+    has them, an empty one (the default) resolved as server.affinity resolves it in each container: by the
+    layout for this Docker's CPUs (LAB_CPUS_AVAILABLE, which it exported to the master); 'unknown' when the
+    environment does not say."""
+    given = {role: environ.get(variable, "") for role, variable in layouts.SETTINGS.items()}
+    try:
+        return layouts.resolve(given, parse_cpuset(environ.get(affinity.AVAILABLE, "")))
+    except ValueError:  # no LAB_CPUS_AVAILABLE: not started by the image's entrypoint
+        return {role: cpus or "unknown" for role, cpus in given.items()}, "unknown"
+
+
 def configured_cpus(environ):
-    """compose's three CPU settings as the master's environment has them: {'pool_cpus': '0-1', ...}."""
-    return {name: environ.get(variable, "unknown") for name, variable in CPU_SETTINGS.items()}
+    """compose's three CPU settings, resolved (resolved_cpus): {'pool_cpus': '0-1', ...}."""
+    return {f"{role}_cpus": cpus for role, cpus in resolved_cpus(environ)[0].items()}
+
+
+def cpu_layout(environ):
+    """The CPU layout the compose lab runs on, for the Lab view: each role's CPUs of this Docker's (as
+    lab_settings has them) and how they were chosen: {'server': '0', 'pool': '0-1', 'load': '1',
+    'chosen': 'automatic for 2 CPUs'}."""
+    settings = lab_settings(environ)
+    return {**{role: settings[f"{role}_cpus"] for role in layouts.ROLES}, "chosen": resolved_cpus(environ)[1]}
 
 
 def lab_settings(environ):
     """The CPUs the compose lab's servers and load run on, from the master's environment: each of compose's
     settings (LAB_POOL_CPUS, ...) on the CPUs this Docker has, as server.affinity pins every container
     (LAB_CPUS_AVAILABLE, which it exported to the master: the master's container's CPUs, which are every
-    container's in a compose lab); and 'cpus', those ('unknown': not given, each setting as it is)."""
+    container's in a compose lab); 'cpus', those ('unknown': not given, each setting as it is); and
+    'placement', how the servers place their threads (server.placement: fixed unless LAB_SERVER_ARGS says free)."""
     available = environ.get(affinity.AVAILABLE, "")
     settings = configured_cpus(environ)
+    placed = placement.FREE if "--placement free" in environ.get("LAB_SERVER_ARGS", "") else placement.FIXED
     try:
         have = parse_cpuset(available)
     except ValueError:
-        return {**settings, "cpus": "unknown"}
+        return {**settings, "cpus": "unknown", "placement": placed}
     for name, configured in settings.items():
         try:
             settings[name] = format_cpuset(pinned(parse_cpuset(configured), have))
         except ValueError:
             pass  # not a CPU set: shown as it is
-    return {**settings, "cpus": format_cpuset(have)}
+    return {**settings, "cpus": format_cpuset(have), "placement": placed}
 
 
 def cpus_of(strategy, settings):
@@ -354,6 +377,8 @@ def convoy_cells(run, strategy, name, long_role, start, end):
     if long_role and not m["buckets_during"]:
         raise NotEnough("not enough data yet: the long request has not lasted a whole second")
     m.update(long_n=long_role.n if long_role else None, long_s=long and long["ended_at"] - long["started_at"])
+    if run.settings.get("placement") == placement.FIXED:  # a run before the servers placed their threads: as it was
+        m["layout"] = layout.of(run.settings, strategy)
     return {Cell(experiment_name(convoy), strategy).label: m}
 
 

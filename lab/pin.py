@@ -23,11 +23,12 @@ import docker
 
 from lab.compose import PROJECT_LABEL, ROLE_LABEL, SERVICE_LABEL
 from lab.cpusets import format_cpuset, parse_cpuset, pinned
-from server.affinity import WANTED
+from server.affinity import wanted_cpus
 
 
 # Runs inside a container (the lab image has python): every process but itself, with its parent, UIDs,
-# GIDs, effective capabilities, allowed CPUs and the CPUs its threads last ran on (field 39 of
+# GIDs, effective capabilities, the CPUs its threads may use (all of them: server.placement pins a
+# server's threads to one CPU each) and the CPUs its threads last ran on (field 39 of
 # /proc/PID/task/TID/stat); and the CPUs the probe itself may use: an exec skips the image's entrypoint,
 # so those are the container's (its cgroup's).
 PROBE = r"""
@@ -40,15 +41,16 @@ for pid in sorted(int(p) for p in os.listdir('/proc') if p.isdigit()):
     try:
         with open('/proc/%d/status' % pid) as f:
             st = dict(l.rstrip('\n').split(':\t', 1) for l in f if ':\t' in l)
-        ran = set()
+        ran, allowed = set(), set()
         for tid in os.listdir('/proc/%d/task' % pid):
             with open('/proc/%d/task/%s/stat' % (pid, tid)) as f:
                 ran.add(int(f.read().rsplit(')', 1)[1].split()[36]))
+            allowed |= os.sched_getaffinity(int(tid))
     except (OSError, IndexError, ValueError):
         continue
     out.append({'pid': pid, 'ppid': int(st.get('PPid', 0)), 'name': st.get('Name', '?'),
                 'uid': st.get('Uid', '').split(), 'gid': st.get('Gid', '').split(), 'cap_eff': st.get('CapEff', '?'),
-                'allowed': st.get('Cpus_allowed_list', '?'), 'ran_on': sorted(ran)})
+                'allowed': sorted(allowed), 'ran_on': sorted(ran)})
 print(json.dumps({'procs': out, 'affinity': sorted(os.sched_getaffinity(0))}))
 """
 
@@ -98,7 +100,10 @@ def configured(container, available):
     """The CPUs a container's command is pinned to: its LAB_CPUS of the `available` ones (server.affinity's
     rule), or all of them without LAB_CPUS."""
     env = dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
-    wanted = env.get(WANTED, "").strip()
+    try:
+        wanted = wanted_cpus(env, available)
+    except ValueError as e:
+        raise PinError(str(e)) from None
     return pinned(parse_cpus(wanted), available) if wanted else set(available)
 
 
@@ -135,9 +140,9 @@ def show(client, project):
         wanted = configured(c, set(found["affinity"]))
         allowed, ran, procs = set(), set(), own(found["procs"])
         for p in procs:
-            allowed |= parse_cpus(p["allowed"])
+            allowed |= set(p["allowed"])
             ran |= set(p["ran_on"])
-        ok = bool(procs) and allowed == wanted and ran <= wanted
+        ok = bool(procs) and allowed <= wanted and ran <= wanted  # a server places its threads within them
         all_ok &= ok
         rows.append((c.name, c.labels.get(SERVICE_LABEL, "?"), format_cpuset(wanted), format_cpuset(allowed),
                      format_cpuset(ran), str(len(procs)), "yes" if ok else "NO"))
@@ -145,7 +150,8 @@ def show(client, project):
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     print(f"\nDocker host CPUs: {format_cpuset(range(ncpu))}. CONFIGURED = the container's LAB_CPUS, of the CPUs "
-          "it may use; ALLOWED = its processes' affinity (not docker-init's or an exec's); RAN ON = the CPUs they "
+          "it may use; ALLOWED = its processes' threads' affinity (not docker-init's or an exec's), within CONFIGURED: "
+          "a server places its threads on some of its CPUs (python -m server --placement); RAN ON = the CPUs they "
           "last ran on.")
     return 0 if all_ok else 3
 

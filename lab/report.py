@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab import across_pythons, claims, experiments, plots
+from lab import across_pythons, claims, experiments, plots, wake_up
 from lab.document import Details, Heading, Image, Paragraph, Table, to_html, to_markdown
 from lab.record import RunView, environment_rows, load_run, one_line_errors, python_build, summary_line
 from lab.store import write_atomic
@@ -37,7 +37,8 @@ def build(run):
             blocks += measurements(part, f"{python}_", level=3)
     else:
         blocks += measurements(whole, "", level=2)
-    blocks += [Heading("Environment"), Table(["", "value"], [list(row) for row in environment_rows(record)])]
+    rows = wake_up.without(environment_rows(record)) + wake_up.rows(record["environment"])
+    blocks += [Heading("Environment"), Table(["", "value"], [list(row) for row in rows]), Paragraph(wake_up.MEANING)]
     blocks += failed_section(whole)
     return blocks
 

@@ -23,7 +23,7 @@ from lab.document import Heading, Paragraph, Table, to_terminal
 from lab.experiment import Cell, Context
 from lab.locust_load import HeadlessLocust, LiveLocust
 from lab.store import Run
-from server import strategies
+from server import layouts, strategies
 
 PROG = "lab run"
 console = Console(stderr=True)
@@ -45,7 +45,6 @@ def dotenv(name):
 
 
 def parse_args(argv):
-    cpus = sorted(os.sched_getaffinity(0))
     multicore = ", ".join(name for name, module in strategies.ALL.items() if module.MULTICORE)
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -66,14 +65,14 @@ def parse_args(argv):
                         + ", ".join(strategies.ALL))
     parser.add_argument("--experiments", type=csv_list(list(experiments.modules())),
                         help="only these experiments, comma-separated: " + ", ".join(experiments.modules()))
-    parser.add_argument("--server-cpus", default=dotenv("LAB_SERVER_CPUS") or "0",
-                        help="CPUs of the single-process servers (default: LAB_SERVER_CPUS in .env, or %(default)s)")
-    parser.add_argument("--pool-cpus", default=dotenv("LAB_POOL_CPUS") or f"{cpus[0]}-{cpus[-1]}",
+    # None: chosen when the Docker host's CPUs are known (main, choose_cpus)
+    parser.add_argument("--server-cpus", default=dotenv("LAB_SERVER_CPUS"),
+                        help="CPUs of the single-process servers (default: " + cpus_default("server") + ")")
+    parser.add_argument("--pool-cpus", default=dotenv("LAB_POOL_CPUS"),
                         help=f"CPUs of the strategies that could use more than one: {multicore} (whether they "
-                        "do is what C4, C6 and C7 show; C7 needs 2 or more) (default: LAB_POOL_CPUS, or every "
-                        "CPU: %(default)s)")
-    parser.add_argument("--load-cpus", default=dotenv("LAB_LOAD_CPUS") or (str(cpus[1]) if len(cpus) > 1 else "0"),
-                        help="CPUs of the load container that runs the clients (default: LAB_LOAD_CPUS, or %(default)s)")
+                        "do is what C4, C6 and C7 show; C7 needs 2 or more) (default: " + cpus_default("pool") + ")")
+    parser.add_argument("--load-cpus", default=dotenv("LAB_LOAD_CPUS"),
+                        help="CPUs of the load container that runs the clients (default: " + cpus_default("load") + ")")
     parser.add_argument("--load", choices=["auto", "clients", "locust"], default="auto",
                         help="what drives the perf1 cells (C4, C7). auto (default) and locust: Locust's perf1 "
                         "scenario, through the running compose lab's master if it is up (the room watches in "
@@ -93,12 +92,18 @@ def parse_args(argv):
     parser.add_argument("--results", default=str(REPO / "results"), help="where run directories go (default: results/)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="finish an incomplete run, with its own settings and plan")
     args = parser.parse_args(argv)
-    for option in ("server_cpus", "pool_cpus", "load_cpus"):
+    for role in layouts.ROLES:
         try:
-            parse_cpuset(getattr(args, option))
+            if getattr(args, f"{role}_cpus") is not None:
+                parse_cpuset(getattr(args, f"{role}_cpus"))
         except ValueError as e:
-            parser.error(f"--{option.replace('_', '-')}: {e}")
+            parser.error(f"--{role}-cpus: {e}")
     return args
+
+
+def cpus_default(role):
+    return (f"{layouts.SETTINGS[role]} in .env or the environment, else chosen for the Docker host's CPUs: "
+            f"{layouts.RULES[role]}; docs/docker.md#cpu-pinning")
 
 
 def csv_list(known):
@@ -111,8 +116,16 @@ def csv_list(known):
     return parse
 
 
+def choose_cpus(settings, host_cpus):
+    """Fill in the CPU sets no option or setting gave with the layout for a Docker host with CPUs
+    0..host_cpus-1 (server/layouts.py), as compose's containers do; how they were chosen, in a few words."""
+    chosen, how = layouts.resolve({role: settings[f"{role}_cpus"] for role in layouts.ROLES}, range(host_cpus))
+    settings.update({f"{role}_cpus": cpus for role, cpus in chosen.items()})
+    return how
+
+
 def check_cpus(settings, host_cpus):
-    for role in ("server", "pool", "load"):
+    for role in layouts.ROLES:
         cpus = parse_cpuset(settings[f"{role}_cpus"])
         missing = sorted(c for c in cpus if c >= host_cpus)
         if missing:
@@ -144,7 +157,10 @@ def main(argv=None):
                                                                                 stored_plan(run), run.done)
         settings = run.record["settings"] if run else settings_of(args)
         lab = Lab(settings["image"], settings["server_cpus"], settings["load_cpus"])
-        check_cpus(settings, lab.docker.info()["NCPU"])
+        host_cpus = lab.docker.info()["NCPU"]
+        layout = choose_cpus(settings, host_cpus)  # a resumed run's are its own: 'set'
+        lab.server_cpus, lab.load_cpus = settings["server_cpus"], settings["load_cpus"]  # known only now
+        check_cpus(settings, host_cpus)
         unbuilt = build_python_images(settings.get("pythons"))
         if run is None:
             env = environment.describe(lab, settings, unbuilt)
@@ -155,7 +171,8 @@ def main(argv=None):
     cells = stored_plan(run)
     run.record["planned"] = [cell.fields() for cell in cells]  # a record from before plans were stored gets one
     console.print(f"run {run.id}: {len(cells)} cells, {settings['mode']} mode, servers on CPUs "
-                  f"{settings['server_cpus']}, pools on {settings['pool_cpus']}, load on {settings['load_cpus']}")
+                  f"{settings['server_cpus']}, pools on {settings['pool_cpus']}, load on {settings['load_cpus']} "
+                  f"({layout})")
     interrupted = False
     try:
         with lab.open(run.id):

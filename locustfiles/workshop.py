@@ -22,7 +22,6 @@ import logging
 import os
 import platform
 import socket
-import subprocess
 import sys
 import sysconfig
 import time
@@ -36,7 +35,7 @@ import _latency
 from _tcp import FibUser, fib_request, parse_tcp_url
 
 from clients import common
-from lab import live
+from lab import live, wake_up
 from lab.experiments import live as live_forms
 from lab.store import write_atomic
 
@@ -182,16 +181,20 @@ class Lab:
         self.saved_to = None
         self.live_dir = Path(os.environ.get("LAB_LIVE_DIR", "results/live"))
         self.load = {}  # {experiment: measurements} of the load side, made once by the master
+        self.wake_up = None  # both ping-pong floors (lab.wake_up), made once by the master
         self.gil = collections.deque(maxlen=GIL_SECONDS)  # compose's profile gil: lab.gil_sampler's seconds
 
     def measure_load_side(self):
-        """The loopback floor on the load's CPUs (the master's), for C10's text: the runner's own tool."""
-        command = [sys.executable, "-m", "clients.loopback_floor", "--duration", str(FLOOR_S), "--json"]
+        """Both ping-pong floors on the CPUs of perf2's layout (lab.wake_up), as the runner's loopback floor
+        cell measures them: the across one for C10's text, both for the Lab view's wake-up cost."""
+        settings = settings_from_environment()
         try:
-            out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
-            self.load["loopback_floor"] = {"rate_per_s": json.loads(out.strip().splitlines()[-1])["rate_per_s"]}
-        except (OSError, ValueError, subprocess.SubprocessError) as error:
+            record, self.wake_up = wake_up.here(settings, FLOOR_S)
+        except wake_up.NotMeasured as error:
+            self.wake_up = wake_up.failure(error, wake_up.command(settings, FLOOR_S))
             self.note(f"could not measure the loopback floor: {error}")
+            return
+        self.load["loopback_floor"] = {"rate_per_s": record["rate_per_s"]}
 
     def note(self, line):
         logger.warning("lab: %s", line)
@@ -319,11 +322,13 @@ class Lab:
             "notes": [{"at": at, "line": line} for at, line in self.notes],
             "servers": self.servers(settings),
             "cpus": settings["cpus"],  # this Docker's CPUs, which the lab's containers may use
+            "layout": live.cpu_layout(os.environ),  # each role's CPUs, and whether they were chosen or set
             "workers": getattr(self.environment.runner, "worker_count", None),
             "requests_per_worker": dict(results.requests_per_worker) if results else {},
             "files": [{"name": name, "about": about} for name, about in FILES] if self.saved_to else [],
             "saved_to": str(self.saved_to) if self.saved_to else None,
             "gil": list(self.gil),
+            "wake_up": wake_up.shown(self.wake_up),
         }
 
     def take_gil_second(self, body):

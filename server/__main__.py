@@ -5,7 +5,7 @@ import os
 import platform
 import sys
 
-from server import build, limits, strategies
+from server import build, limits, placement, strategies
 from server.lifecycle import Shutdown, exit_at_once, install_shutdown_handlers, stop_accepting_at_signal
 from server.listener import listen
 from server.protocol import PORT
@@ -55,7 +55,7 @@ def parse_args(argv):
     parser.add_argument("--workers", type=positive_int,
                         help="how many pool workers or forked processes: "
                         + ", ".join(name for name, module in strategies.ALL.items() if "workers" in module.USES)
-                        + " (default: the CPUs this process may run on)")
+                        + " (default: one per CPU they may run on: --placement)")
     parser.add_argument("--threshold", type=non_negative_int,
                         help=", ".join(name for name, module in strategies.ALL.items() if "threshold" in module.USES)
                         + ": n above this goes to the pool (default 15, as in the article)")
@@ -63,6 +63,12 @@ def parse_args(argv):
                         help="largest n accepted; above it the reply is ERR (default %(default)s)")
     parser.add_argument("--switch-interval", type=positive_float, metavar="SECONDS",
                         help="sys.setswitchinterval(): how long a thread may hold the GIL (default 0.005)")
+    parser.add_argument("--placement", choices=placement.CHOICES, default=placement.FIXED,
+                        help="fixed: the main thread on the first of the server's CPUs, each connection's thread "
+                        "on the CPU serving the fewest connections, pool workers on the others (on all of them with "
+                        "two CPUs or fewer), so that a "
+                        "client's requests cross CPUs the same way throughout a run; free: the scheduler "
+                        "moves them (default %(default)s; docs/servers.md)")
     parser.add_argument("--quiet", action="store_true", help="no per-connection log lines on stderr")
     args = parser.parse_args(argv)
     args.module = strategies.load(args.strategy)
@@ -89,7 +95,7 @@ def main(argv=None):
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     settings = dict(handler=args.handler, max_n=args.max_n,
-                    workers=args.workers or len(os.sched_getaffinity(0)))  # honours CPU pinning
+                    workers=args.workers or len(placement.worker_cpus(args.placement, os.sched_getaffinity(0))))
     if args.threshold is not None:
         settings["threshold"] = args.threshold
     service = Service(**settings)
@@ -100,7 +106,9 @@ def main(argv=None):
         sys.exit(f"server: cannot listen on {args.host}:{args.port}: {e.strerror or e}")
     stop_accepting_at_signal(listener)
     host, port = listener.getsockname()[:2]
+    placed = placement.place_main(args.placement)  # before 'listening on': a client finds the threads placed
     print(f"listening on {host}:{port}", flush=True)
+    logging.getLogger("server").info("%s", placed)
     try:
         args.module.serve(listener, service)
     except Shutdown:

@@ -1,32 +1,51 @@
 """Run a command on the CPUs LAB_CPUS names, of those this container may use: the lab image's ENTRYPOINT.
 
     LAB_CPUS=0-1 python -S -m server.affinity python -m server --strategy process-pool ...
+    LAB_CPU_ROLE=pool python -S -m server.affinity python -m server --strategy process-pool ...
 
-compose.yaml gives each service LAB_CPUS (from LAB_SERVER_CPUS, LAB_POOL_CPUS or LAB_LOAD_CPUS in .env)
-instead of a cgroup cpuset, which Docker refuses outright when it names a CPU the engine lacks ("Requested
-CPUs are not available"), so that the lab also starts on a Docker with one CPU. This pins the process to
-LAB_CPUS intersected with the CPUs it may use (os.sched_getaffinity: the container's), or to all of those
-when none of the wanted ones exists, with one line on stderr that says so; then it becomes the command
-(exec): its threads, its forked and spawned children (pool workers, prefork's children) and whatever it
-execs inherit the pinning. LAB_CPUS_AVAILABLE, exported to the command, is the container's CPUs before
-pinning (the Lab view tells from it which claims this Docker has too few CPUs for).
+compose.yaml gives each service LAB_CPUS (from LAB_SERVER_CPUS, LAB_POOL_CPUS or LAB_LOAD_CPUS in .env) and
+its role, LAB_CPU_ROLE (server, pool or load), instead of a cgroup cpuset, which Docker refuses outright
+when it names a CPU the engine lacks ("Requested CPUs are not available"), so that the lab also starts on a
+Docker with one CPU. This pins the process to LAB_CPUS intersected with the CPUs it may use
+(os.sched_getaffinity: the container's), or to all of those when none of the wanted ones exists, with one
+line on stderr that says so; then it becomes the command (exec): its threads, its forked and spawned
+children (pool workers, prefork's children) and whatever it execs inherit the pinning. LAB_CPUS_AVAILABLE,
+exported to the command, is the container's CPUs before pinning (the Lab view tells from it which claims
+this Docker has too few CPUs for, and which CPUs the layout gave each role).
 
-LAB_CPUS unset or empty: the command runs as it would without this (`docker run IMAGE ...`, the runner's
-containers, which keep their cgroup cpuset). A LAB_CPUS that is not a CPU set: one line, exit status 2.
+LAB_CPUS unset or empty (the .env as shipped): the CPUs of LAB_CPU_ROLE's role in the lab's layout for the
+CPUs the container may use (server/layouts.py: the pool's 0-1 of 2 CPUs, 0-3 of 8), so that the lab fits
+the machine it finds with no setting. Neither set: the command runs as it would without this (`docker run
+IMAGE ...`, the runner's containers, which keep their cgroup cpuset). A LAB_CPUS that is not a CPU set, or
+a LAB_CPU_ROLE the layout lacks: one line, exit status 2.
 Standard library only, imported with -S (no site): a container starts a few milliseconds later, no more.
 """
 import os
 import sys
 
+from server import layouts
 from server.cpusets import format_cpuset, parse_cpuset, pinned
 
 WANTED = "LAB_CPUS"
+ROLE = "LAB_CPU_ROLE"
 AVAILABLE = "LAB_CPUS_AVAILABLE"
-USAGE = "usage: LAB_CPUS=CPUS python -S -m server.affinity COMMAND [ARG...]"
+USAGE = f"usage: [LAB_CPUS=CPUS] [LAB_CPU_ROLE={'|'.join(layouts.ROLES)}] python -S -m server.affinity COMMAND [ARG...]"
 
 
 def plural(cpus):
     return f"CPU{'s' if len(cpus) > 1 else ''} {format_cpuset(cpus)}"
+
+
+def wanted_cpus(environ, available):
+    """The CPU set text a command is to run on: LAB_CPUS, else LAB_CPU_ROLE's CPUs in the layout for the
+    `available` ones; None without either. ValueError: a role the layout lacks."""
+    text = environ.get(WANTED, "").strip()
+    role = environ.get(ROLE, "").strip()
+    if text or not role:
+        return text or None
+    if role not in layouts.ROLES:
+        raise ValueError(f"{ROLE}={role}: not a role of the lab's CPU layout ({', '.join(layouts.ROLES)})")
+    return layouts.layout(available)[role]
 
 
 def pin(wanted_text, available):
@@ -47,7 +66,11 @@ def main(argv=None):
         return 2
     available = os.sched_getaffinity(0)
     os.environ[AVAILABLE] = format_cpuset(available)
-    wanted_text = os.environ.get(WANTED, "").strip()
+    try:
+        wanted_text = wanted_cpus(os.environ, available)
+    except ValueError as e:
+        print(f"server.affinity: {e}", file=sys.stderr)
+        return 2
     if wanted_text:
         try:
             cpus, line = pin(wanted_text, available)

@@ -22,6 +22,9 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
+
+from server import placement
 
 log = logging.getLogger("server")
 DEADLINE_S = 1.0  # from the signal; the rest of the 2 s is the margin for a busy machine to end the process
@@ -173,26 +176,35 @@ def exit_at_once():
 
 def run_forked(count, target):
     """Fork `count` children that each run target(); keep `count` alive until shutdown, then stop them."""
-    children = set()
+    children = {}  # pid -> the CPU it is placed on (None: placement free)
     stop_with_the_server(lambda signum: [send_signal(pid, signum) for pid in list(children)])
     try:
         while True:
             while len(children) < count:
-                children.add(_fork(target))
+                cpu = child_cpu(children.values())
+                children[_fork(target, cpu)] = cpu
             pid, status = os.wait()
             if pid in children:
-                children.discard(pid)
+                del children[pid]
                 log.warning("child %d exited (%s); starting another", pid, _describe(status))
                 time.sleep(RESPAWN_DELAY_S)  # a child that keeps failing must not make a fork storm
     finally:
         ignore_further_signals()
-        _stop(children)
+        _stop(set(children))
 
 
-def _fork(target):
+def child_cpu(taken):
+    """The CPU for a new child with placement fixed: the pool's CPU with the fewest children (None: free)."""
+    cpus = placement.pool_cpus()
+    return placement.fewest(sorted(cpus), Counter(taken)) if cpus else None
+
+
+def _fork(target, cpu=None):
     pid = os.fork()
     if pid == 0:
         _helpers.clear()  # the parent's: a child stops itself, not its siblings
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
         code = 0
         try:
             target()

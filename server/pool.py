@@ -11,13 +11,15 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
+from server import placement
 from server.lifecycle import (STOP_GRACE_S, Shutdown, exit_at_once, ignore_further_signals, send_signal,
                               stop_with_the_server, wait_end)
 
 log = logging.getLogger("server")
 
 
-def _worker_init():
+def _worker_init(cpus):
+    placement.spread(cpus)  # workers compute: on all the server's CPUs, not on the main thread's one
     # Ctrl-C in a terminal reaches the whole process group; only the server itself should react.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -40,7 +42,7 @@ class Pool(Executor):
 
     def _start(self):
         # forkserver: workers never inherit the listening socket or the server's threads.
-        executor = ProcessPoolExecutor(self.workers, initializer=_worker_init,
+        executor = ProcessPoolExecutor(self.workers, initializer=_worker_init, initargs=(placement.pool_cpus(),),
                                        mp_context=multiprocessing.get_context("forkserver"))
         self.executors.add(executor)
         return _warm(executor, self.workers)
@@ -96,7 +98,8 @@ def process_pool(workers):
 def interpreter_pool(workers):
     """An InterpreterPoolExecutor (PEP 734): each interpreter has its own GIL. Its workers import the
     server's modules afresh, from the module search path (and PYTHONPATH) that they inherit."""
-    executor = _warm(concurrent.futures.InterpreterPoolExecutor(workers), workers)
+    executor = _warm(concurrent.futures.InterpreterPoolExecutor(
+        workers, initializer=placement.spread, initargs=(placement.pool_cpus(),)), workers)
     try:
         yield executor
     except Shutdown:

@@ -3,6 +3,8 @@ import logging
 import socket
 from threading import Thread
 
+from server import placement
+
 log = logging.getLogger("server")
 
 
@@ -13,10 +15,15 @@ def start_thread(handle, client, addr, *args):
         client.close()
         return
     try:
-        Thread(target=handle, args=(client, addr, *args), daemon=True).start()
+        Thread(target=placed, args=(handle, client, addr, *args), daemon=True).start()
     except RuntimeError as e:
         log.warning("turned away %s:%s: %s", addr[0], addr[1], e)
         client.close()
+
+
+def placed(handle, *args):
+    with placement.connection():  # on the server's CPU that serves the fewest connections
+        handle(*args)
 
 
 def already_gone(client):

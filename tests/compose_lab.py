@@ -28,6 +28,7 @@ from conftest import REPO, clean_env, run
 from lab import compose as lab_compose
 from lab.pin import PROBE
 from lab.run import dotenv_settings
+from server import layouts
 
 UP_TIMEOUT_S = 240         # up --wait; about 20 s here
 # An exec skips the image's entrypoint: this before a command pins it as the container's own (its LAB_CPUS).
@@ -103,10 +104,11 @@ class Lab:
                         f"{self.diagnostics()}", pytrace=False)
 
     def cpus(self, service):
-        """The CPUs compose pins the service to in this lab (its LAB_CPUS): its variable from this env,
-        else from .env."""
+        """The CPUs compose pins the service to in this lab: its variable from this env, else from .env,
+        else its role's in the layout for the Docker's CPUs (server/layouts.py)."""
         variable = compose_services()[service]["cpus"][0]
-        return self.env.get(variable) or dotenv_settings()[variable]
+        role = next(role for role, name in layouts.SETTINGS.items() if name == variable)
+        return self.env.get(variable) or dotenv_settings()[variable] or layouts.layout(range(self.ncpu))[role]
 
     def containers(self):
         ids = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"],
@@ -255,8 +257,6 @@ def lab_env(docker_engine, lab_image):
     env = clean_env()
     env.update(BASE_IMAGE=base, LAB_PORT_PREFIX=prefix, LAB_UI_PORT=str(ui_port), LAB_MASTER_PORT=str(master_port),
                LAB_BIND="127.0.0.1")
-    if ncpu < 2:  # the .env defaults (servers on 0, pools on 0-1, load on 1) need two CPUs
-        env.update(LAB_SERVER_CPUS="0", LAB_POOL_CPUS="0", LAB_LOAD_CPUS="0")
     project = f"labtest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     lab = Lab(project, env, prefix, ui_port, base, reason, ncpu)
     yield lab

@@ -1,5 +1,6 @@
 """server.affinity, the lab image's entrypoint: a command runs on LAB_CPUS of the CPUs it may use, on all
-of those when none of LAB_CPUS is there (a Docker with one CPU), and untouched without LAB_CPUS.
+of those when none of LAB_CPUS is there (a Docker with one CPU), and untouched without LAB_CPUS or LAB_CPU_ROLE
+(a role's CPUs in the lab's layout: tests/test_layouts.py).
 
 The fast tests run it as a process here, on a CPU set narrowed the way a container's is; the docker tests
 run the lab image on a one-CPU container (--cpuset-cpus 0), as a Docker with one CPU would start it."""
@@ -24,7 +25,7 @@ MINE = sorted(os.sched_getaffinity(0))
 def launch(lab_cpus, *command, available=None):
     """(exit status, (affinity, LAB_CPUS_AVAILABLE, pid) as the command saw them or None, stderr, launcher's pid)
     of the launcher run here with LAB_CPUS (None: unset) on `available` CPUs (None: this test's)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_CPUS")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_CPU")}
     env["PYTHONPATH"] = str(REPO)
     if lab_cpus is not None:
         env["LAB_CPUS"] = lab_cpus
@@ -109,13 +110,18 @@ def docker_run(*args, timeout=120):
 
 @pytest.mark.docker
 def test_the_image_on_one_cpu_runs_where_it_can(lab_image):
-    """A Docker with CPU 0 only, as a container pinned to it: LAB_CPUS=0-1 (the pools' default) runs on 0,
-    and so does LAB_CPUS=1 (the load's), with one line that says so; the container starts either way."""
+    """A Docker with CPU 0 only, as a container pinned to it: LAB_CPUS=0-1 (set for two CPUs' pools) runs on
+    0, and so does LAB_CPUS=1, with one line that says so; the container starts either way."""
     for wanted in ("0-1", "1"):
         proc = docker_run("--cpuset-cpus", "0", "-e", f"LAB_CPUS={wanted}", IMAGE, "python", "-c",
                           "import os; print(sorted(os.sched_getaffinity(0)))")
         assert (proc.returncode, proc.stdout.strip()) == (0, "[0]"), proc.stderr
         assert proc.stderr == f"LAB_CPUS={wanted}: this Docker gives the container CPU 0 only; running on 0\n"
+    # as compose passes the .env as shipped: an empty LAB_CPUS and the role, whose layout on one CPU is CPU 0
+    for role in ("pool", "load"):
+        proc = docker_run("--cpuset-cpus", "0", "-e", "LAB_CPUS=", "-e", f"LAB_CPU_ROLE={role}", IMAGE, "python",
+                          "-c", "import os; print(sorted(os.sched_getaffinity(0)))")
+        assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, "[0]", ""), role
 
 
 @pytest.mark.docker

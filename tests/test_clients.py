@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 
 import clients
+from server import placement
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("perf1", "perf2", "request", "loopback_floor", "gil_stall", "thread_memory", "recursion_depth",
-         "cpu_parallelism")
+         "cpu_parallelism", "thread_cpus")
 
 # fib(34) takes about 0.45 s here: several 0.1 s buckets of perf2 fall wholly inside it.
 LONG_FIB_N = 34
@@ -428,6 +429,7 @@ def test_bad_arguments_exit_2():
         ("perf2", ["--interval", "-1"]),
         ("gil_stall", ["--size", "spam"]),
         ("thread_memory", ["--stack-size", 4]),
+        ("thread_cpus", ["--interval", "0.001"]),
     ):
         result = run_client(tool, *args)
         assert result.returncode == 2, (tool, args, result.stderr)
@@ -439,6 +441,21 @@ def test_help_explains_the_output(tool):
     result = run_client(tool, "--help")
     assert result.returncode == 0
     assert "output:" in result.stdout and "--json" in result.stdout
+
+
+def test_thread_cpus_names_a_servers_answering_threads_and_workers_and_refuses_a_missing_pid(start_server):
+    server = start_server("threshold-pool", "--quiet")
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(b"1\n")
+        assert sock.recv(100) == b"1\n"
+        result = run_client("thread_cpus", "--pid", server.proc.pid, "--duration", "0.3", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    roles = sorted(info["role"] for info in record["threads"].values())
+    workers = placement.worker_cpus(placement.FIXED, record["cpus"])
+    assert roles.count("answer") == 1 and roles.count("worker") == len(workers), record["threads"]
+    assert "sampler" in roles and len(record["samples"]) >= 2
+    assert_one_line_error(run_client("thread_cpus", "--pid", 999_999_999, "--duration", "0.1"), 1, "no process")
 
 
 def test_hold_connections_counts_the_clients_served_at_once(start_server):
@@ -454,15 +471,115 @@ def test_hold_connections_counts_the_clients_served_at_once(start_server):
     assert results["sequential"]["served"] == 1  # C1: only the first connection is served
 
 
-def test_loopback_floor_measures_the_floor_and_the_perf2_client_ceiling():
-    proc = subprocess.run([sys.executable, "-m", "clients.loopback_floor", "--duration", "0.5", "--json"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+def loopback_floor(*args, cpus=None, timeout=30) -> dict:
+    """clients.loopback_floor's JSON record (on `cpus` only, with taskset, if given)."""
+    pin = ["taskset", "-c", cpus] if cpus else []
+    proc = subprocess.run([*pin, sys.executable, "-m", "clients.loopback_floor", *map(str, args), "--json"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
-    record = json.loads(proc.stdout.splitlines()[-1])
-    assert record["total"] > 100 and abs(record["rate_per_s"] - record["total"] / record["duration_s"]) < 1e-6
-    assert record["perf2_total"] > 100  # perf2's own loop: every echo was fib(1)'s reply, or it would have failed
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def two_cpus() -> list[int]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs: the across layout is not measurable on one")
+    return cpus
+
+
+def test_loopback_floor_measures_both_layouts_and_the_perf2_client_ceiling_across_cpus():
+    cpus = two_cpus()
+    record = loopback_floor("--duration", 0.6)
+    first, last = cpus[0], cpus[-1]  # the defaults: across FIRST,LAST, the same CPU LAST
+    assert (record["same_cpu"], record["echo_cpu"], record["client_cpu"]) == (last, first, last)
+    assert record["ran_on"] == {"same": {"echo": last, "client": last}, "across": {"echo": first, "client": last}}
+    assert record["perf2_layout"] == "across CPUs" and record["across_cpus_not_measurable"] is None
+    for loop in ("same_cpu", "across_cpus"):  # a third of --duration each, and a rate from its own count
+        assert record[f"{loop}_total"] > 100 and record[f"{loop}_duration_s"] >= 0.2, record
+        assert abs(record[f"{loop}_per_s"] - record[f"{loop}_total"] / record[f"{loop}_duration_s"]) < 1e-6
+    # the old fields: the bare loop and perf2's own loop, in perf2's layout, across CPUs
+    assert record["rate_per_s"] == record["across_cpus_per_s"] and record["total"] == record["across_cpus_total"]
+    assert record["perf2_total"] > 100 and record["perf2_duration_s"] >= 0.2  # every echo was fib(1)'s reply
     assert abs(record["perf2_ceiling_per_s"] - record["perf2_total"] / record["perf2_duration_s"]) < 1e-6
-    assert record["duration_s"] >= 0.25 and record["perf2_duration_s"] >= 0.25  # half of --duration each
+
+
+def affinity_of(pid: int) -> str | None:
+    """The CPUs a process may run on, as /proc/PID/status lists them; None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("Cpus_allowed_list:"))
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_loopback_floor_pins_the_echo_and_the_client_where_its_options_say():
+    """Read from outside, in /proc, while it runs: the options' layouts (not the defaults), each end on its CPU."""
+    cpus = two_cpus()
+    first, last = cpus[0], cpus[-1]
+    proc = subprocess.Popen(client_command("loopback_floor", "--same-cpu", first, "--across", f"{last},{first}",
+                                           "--duration", 3, "--json"), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = set()  # (the client's CPUs, the echo's CPUs)
+    try:
+        while proc.poll() is None:
+            for child in children_of(proc.pid):
+                echo, client = affinity_of(child), affinity_of(proc.pid)
+                if echo and client:  # neither gone yet (a fresh child has the client's CPUs for an instant)
+                    seen.add((client, echo))
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert {(str(first), str(first)), (str(first), str(last))} <= seen, seen  # same CPU, then across
+    record = json.loads(out.splitlines()[-1])
+    assert record["ran_on"] == {"same": {"echo": first, "client": first}, "across": {"echo": last, "client": first}}
+
+
+def test_loopback_floor_moves_out_of_an_affinity_as_the_lab_views_master_does():
+    """Pinned by affinity alone (taskset, as server.affinity pins the master), it may still use the other CPUs
+    it is given: the defaults come from its affinity, the options may name any CPU it can run on."""
+    first, last = two_cpus()[0], two_cpus()[-1]
+    record = loopback_floor("--duration", 0.4, "--same-cpu", last, "--across", f"{first},{last}", cpus=str(last))
+    assert record["ran_on"] == {"same": {"echo": last, "client": last}, "across": {"echo": first, "client": last}}
+
+
+def test_loopback_floor_on_one_cpu_reports_the_across_floor_as_not_measurable():
+    record = loopback_floor("--duration", 0.4, cpus="0")
+    assert record["across_cpus_per_s"] is None and record["across_cpus_total"] is None
+    assert record["across_cpus_not_measurable"] == "this process may use one CPU only (0)"
+    assert record["ran_on"] == {"same": {"echo": 0, "client": 0}, "across": None}
+    # perf2's layout is the same CPU there: the old fields are its floor and its ceiling
+    assert record["perf2_layout"] == "same CPU" and record["rate_per_s"] == record["same_cpu_per_s"]
+    assert record["perf2_total"] > 100
+    given = loopback_floor("--duration", 0.4, "--across", "0,0", cpus="0")
+    assert given["across_cpus_not_measurable"] == "--across gives the echo and the client the same CPU (0)"
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--same-cpu", "x"], "--same-cpu: 'x' is not a CPU number"),
+    (["--same-cpu", "4096"], "--same-cpu: CPU 4096 is not one this process may use"),
+    (["--across", "1"], "--across '1': expected ECHO_CPU,CLIENT_CPU, e.g. 0,1"),
+    (["--across", "0,1,2"], "expected ECHO_CPU,CLIENT_CPU"),
+    (["--across", "0,-1"], "--across: '-1' is not a CPU number"),
+])
+def test_loopback_floor_refuses_a_cpu_it_cannot_use_in_one_line(args, text):
+    assert_one_line_error(run_client("loopback_floor", *args, "--duration", 0.1), 2, text)
+
+
+@pytest.mark.parametrize("duration", ["0", "61", "x"])
+def test_loopback_floor_bounds_its_duration(duration):
+    result = run_client("loopback_floor", "--duration", duration)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("python -m clients.loopback_floor: error: argument "
+                                                             "--duration")
 
 
 def cpu_parallelism(*cpus):

@@ -28,7 +28,8 @@ from lab.cpusets import parse_cpuset as parse_cpus, pinned
 from lab.experiments import perf1
 from lab.pin import own
 from lab.pythons import version_tuple
-from server import strategies
+from server import placement, strategies
+from server.affinity import wanted_cpus
 
 LOAD_SERVICES = ["locust-master", "locust-worker"]
 CLIENTS = "clients"                    # the article's clients in the lab's network, profile tools
@@ -72,8 +73,9 @@ def test_compose_config_is_valid_with_safe_defaults(docker_engine):
     published = []
     for strategy, name in server_services().items():
         svc = services[name]
-        pinned = "0-1" if strategies.load(strategy).MULTICORE else "0"  # LAB_POOL_CPUS or LAB_SERVER_CPUS
-        assert name == f"server-{strategy}" and svc["environment"]["LAB_CPUS"] == pinned, name
+        role = "pool" if strategies.load(strategy).MULTICORE else "server"  # LAB_POOL_CPUS or LAB_SERVER_CPUS
+        assert name == f"server-{strategy}" and svc["environment"]["LAB_CPU_ROLE"] == role, name
+        assert svc["environment"]["LAB_CPUS"] == "", (name, "as shipped: the layout for the machine")
         assert [p["target"] for p in svc["ports"]] == [25000], name
         published.append(str(svc["ports"][0]["published"]))
         test = " ".join(svc["healthcheck"]["test"])
@@ -84,7 +86,7 @@ def test_compose_config_is_valid_with_safe_defaults(docker_engine):
         (8089, "8089"), (5557, "5557")]
     assert "ports" not in services["locust-worker"], "workers must be scalable: no fixed host port"
     for name in [*LOAD_SERVICES, CLIENTS]:
-        assert services[name]["environment"]["LAB_CPUS"] == "1", name
+        assert services[name]["environment"]["LAB_CPUS"] == "" and services[name]["environment"]["LAB_CPU_ROLE"] == "load", name
     assert services[CLIENTS]["entrypoint"][:4] == ["python", "-S", "-m", "server.affinity"], "pinned as the image is"
     master = services["locust-master"]
     assert master["environment"]["LAB_LIVE_DIR"] == LIVE_DIR
@@ -166,26 +168,29 @@ def test_affinity_is_lab_cpus_in_every_container(lab):
     for name, containers in lab.by_service().items():
         for c in containers:
             env = dict(e.split("=", 1) for e in c["Config"]["Env"])
-            assert env["LAB_CPUS"] == lab.cpus(name), name
+            assert wanted_cpus(env, set(range(lab.ncpu))) == lab.cpus(name), name
             assert not c["HostConfig"]["CpusetCpus"], (name, "no cgroup cpuset")
             info = lab.probe(c["Id"])
             assert info["affinity"] == list(range(lab.ncpu)), (name, info["affinity"])
-            wanted = pinned(parse_cpus(env["LAB_CPUS"]), info["affinity"])
+            wanted = pinned(parse_cpus(lab.cpus(name)), info["affinity"])
             procs = own(info["procs"])
             assert procs, (name, info)
             for p in procs:
-                assert parse_cpus(p["allowed"]) == wanted, (name, p)
+                assert set(p["allowed"]) <= wanted, (name, p)  # a server places its threads within them
                 assert set(p["ran_on"]) <= wanted, (name, p)
+            if name in LOAD_SERVICES:
+                assert all(set(p["allowed"]) == wanted for p in procs), (name, procs)
 
 
 def test_pools_and_prefork_start_a_worker_per_cpu_of_their_cpuset(lab):
-    """On the default LAB_POOL_CPUS (0-1), two workers each."""
+    """A worker per CPU its pool may use: on two CPUs (0-1), two each (server.placement)."""
     for strategy, service in server_services().items():
         if "workers" not in strategies.load(strategy).USES:
             continue
         (container,) = lab.by_service()[service]
         out = run(["docker", "exec", container["Id"], "python", "-c", FORKED_WORKERS], 60, check=True).stdout
-        assert int(out) == len(pinned(parse_cpus(lab.cpus(service)), range(lab.ncpu))), (service, out)
+        cpus = pinned(parse_cpus(lab.cpus(service)), range(lab.ncpu))
+        assert int(out) == len(placement.worker_cpus(placement.FIXED, cpus)), (service, out)
 
 
 def test_processes_are_not_root_and_containers_are_hardened(lab):

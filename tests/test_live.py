@@ -95,9 +95,11 @@ ONE_CPU_LINE = "needs two CPUs: this Docker gives the lab one (CPU 0)"
 
 
 def test_on_a_docker_with_one_cpu_the_lab_runs_everything_on_it():
-    assert live.lab_settings(ONE_CPU) == {"server_cpus": "0", "pool_cpus": "0", "load_cpus": "0", "cpus": "0"}
+    assert live.lab_settings(ONE_CPU) == {"server_cpus": "0", "pool_cpus": "0", "load_cpus": "0", "cpus": "0",
+                                          "placement": "fixed"}
     assert live.lab_settings({**ONE_CPU, "LAB_CPUS_AVAILABLE": "0-1"}) == {
-        "server_cpus": "0", "pool_cpus": "0-1", "load_cpus": "1", "cpus": "0-1"}
+        "server_cpus": "0", "pool_cpus": "0-1", "load_cpus": "1", "cpus": "0-1", "placement": "fixed"}
+    assert live.lab_settings({**ONE_CPU, "LAB_SERVER_ARGS": "--quiet --placement free"})["placement"] == "free"
     assert live.configured_cpus(ONE_CPU) == {"server_cpus": "0", "pool_cpus": "0-1", "load_cpus": "1"}
 
 

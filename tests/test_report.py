@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from lab import compare, experiments, report
+from lab import compare, experiments, report, wake_up
 from lab.document import Image, to_html, to_markdown
 from lab.experiment import client_limit_note, client_limited
 from lab.record import RunView, load_run
@@ -373,3 +373,87 @@ def test_compare_reads_an_old_record_beside_a_new_one(tmp_path):
     verdicts = {row[0]: row for row in markdown_table(markdown, "|  | claim | A | B |")}
     assert verdicts["C4"][2:] == ["not run", "reproduced (rule v1)", "changed"]
     assert "Key figures" in proc.stdout and "C13" in proc.stdout  # and on the terminal
+
+
+# What the runner records under environment.wake_up (lab.wake_up), as a run on this 2-CPU machine did.
+WAKE_UP = {"same_cpu": 1, "same_cpu_per_s": 48215.2, "echo_cpu": 0, "client_cpu": 1, "across_cpus_per_s": 13410.1,
+           "across_cpus_not_measurable": None, "perf2_layout": "across CPUs", "cpuset": "0-1",
+           "command": "python -m clients.loopback_floor --duration 1 --same-cpu 1 --across 0,1 --json"}
+SAME_ROW, ACROSS_ROW, COST_ROW = ("ping-pong floor, same CPU", "ping-pong floor, across CPUs",
+                                  "wake-up cost (same CPU / across CPUs)")
+
+
+def with_wake_up(tmp_path, entry, name="run"):
+    """A copy of the NOW fixture whose environment holds `entry` as its wake_up, and whose loopback floor cell
+    measured both floors, as a run does now."""
+    run_dir = copy_of(NOW, tmp_path, name)
+
+    def measured(record):
+        record["environment"]["wake_up"] = entry
+        floor = record["cells"]["loopback_floor"]
+        floor["measurements"].update({key: value for key, value in entry.items() if key != "command"},
+                                     rate_per_s=entry.get("across_cpus_per_s") or floor["measurements"]["rate_per_s"])
+        floor["figures"] = experiments.figures(floor)
+
+    edit_record(run_dir, measured)
+    return run_dir
+
+
+def environment_table(markdown):
+    return {row[0]: row[1] for row in markdown_table(markdown, "|  | value |")}
+
+
+def test_the_report_shows_both_floors_and_what_they_mean_once(tmp_path):
+    markdown = markdown_of(with_wake_up(tmp_path, WAKE_UP))
+    environment = environment_table(markdown)
+    assert environment[SAME_ROW] == "48,215 req/s (echo and client on CPU 1)"
+    assert environment[ACROSS_ROW] == "13,410 req/s (echo on CPU 0, client on CPU 1)"
+    assert environment[COST_ROW] == "x3.60"
+    assert environment["wake-up measured by"] == WAKE_UP["command"] + " (in a container of the lab image on CPUs 0-1)"
+    assert not any(label.startswith("environment.wake_up") for label in environment)  # no raw leaves beside them
+    assert markdown.count(wake_up.MEANING) == 1
+    # the loopback floor cell: its layout, and the same-CPU floor as a key figure
+    assert ("Its layout: across CPUs, 13,410 req/s (echo on CPU 0, client on CPU 1); the same ping-pong on one CPU: "
+            "48,215 req/s (echo and client on CPU 1).") in markdown
+
+
+def test_a_record_without_the_floors_says_not_measured():
+    for run_dir in (NOW, BEFORE, OLDER):
+        environment = environment_table(markdown_of(run_dir))
+        assert (environment[SAME_ROW], environment[ACROSS_ROW], environment[COST_ROW]) == (
+            "not measured", "not measured", "–"), run_dir
+    figures = figure_rows(compared(BEFORE, NOW))
+    assert ("loopback_floor", "rate") in figures and ("loopback_floor", "floor, same CPU") not in figures
+
+
+def test_floors_that_could_not_be_measured_say_why(tmp_path):
+    failed = {"command": WAKE_UP["command"],
+              "error": "RuntimeError: clients.loopback_floor exited 2: --across: CPU 1 is not one this process may use"}
+    environment = environment_table(markdown_of(with_wake_up(tmp_path, failed)))
+    assert environment[SAME_ROW] == environment[ACROSS_ROW] == "not measured: " + failed["error"]
+    one_cpu = {**WAKE_UP, "across_cpus_per_s": None, "perf2_layout": "same CPU",
+               "across_cpus_not_measurable": "--across gives the echo and the client the same CPU (0)"}
+    markdown = markdown_of(with_wake_up(tmp_path, one_cpu, "one-cpu"))
+    environment = environment_table(markdown)
+    assert environment[ACROSS_ROW] == "not measurable: --across gives the echo and the client the same CPU (0)"
+    assert environment[COST_ROW] == "–"
+    assert "Its layout: the same CPU, 48,215 req/s (echo and client on CPU 1)" in markdown
+
+
+def test_compare_puts_both_runs_floors_side_by_side(tmp_path):
+    slower = {**WAKE_UP, "same_cpu_per_s": 96430.4}
+    markdown = compared(with_wake_up(tmp_path, WAKE_UP, "a"), with_wake_up(tmp_path, slower, "b"))
+    table = {row[0]: row[1:] for row in markdown_table(markdown, "|  | A | B | B/A |")}
+    assert table[SAME_ROW] == ["48,215 req/s (echo and client on CPU 1)", "96,430 req/s (echo and client on CPU 1)",
+                               "2.00", "◀"]
+    assert table[ACROSS_ROW] == ["13,410 req/s (echo on CPU 0, client on CPU 1)"] * 2 + ["1.00", ""]
+    assert table[COST_ROW] == ["x3.60", "x7.19", "2.00", "◀"]
+    assert markdown.count(wake_up.MEANING) == 1
+    environment = {row[0] for row in markdown_table(markdown, "|  | A | B |  |")}
+    assert not any(label.startswith("environment.wake_up") for label in environment)
+    figures = figure_rows(markdown)  # the loopback floor cell's, each floor named by its layout
+    assert figures[("loopback_floor", "floor, same CPU")][:3] == ("48,215 req/s", "96,430 req/s", "2.00")
+    assert figures[("loopback_floor", "floor, across CPUs")][:3] == ("13,410 req/s", "13,410 req/s", "1.00")
+    old = {row[0]: row[1:] for row in markdown_table(compared(NOW, with_wake_up(tmp_path, WAKE_UP, "c")),
+                                                     "|  | A | B | B/A |")}
+    assert old[SAME_ROW][:3] == ["not measured", "48,215 req/s (echo and client on CPU 1)", "–"]

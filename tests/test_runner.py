@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import REPO
+from lab.cpusets import format_cpuset
 from lab.experiments import perf1
 
 pytestmark = pytest.mark.docker
@@ -138,6 +139,34 @@ def test_interrupting_and_resuming_loses_nothing(lab_image, tmp_path):
     assert set(record["cells"]) == {"fib/threaded", "loopback_floor", "thread_memory", "echo_clients/threaded"}
     for cell_id, cell in kept.items():
         assert record["cells"][cell_id] == cell  # finished cells were kept, not run again
+
+
+def test_a_run_records_the_two_ping_pong_floors_in_its_environment(docker_engine, lab_image, tmp_path,
+                                                                   record_property):
+    """environment.wake_up, measured at the run's start on perf2's layout (the first pool CPU, the first load
+    CPU), and the loopback floor cell in the same layout; on one CPU, the across floor not measurable."""
+    pool, load = ("0-1", "1") if docker_engine >= 2 else ("0", "0")
+    proc = lab_run("--quick", "--image", lab_image.name, "--experiments", "loopback_floor", "--pool-cpus", pool,
+                   "--load-cpus", load, results=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir, record = only_run(tmp_path)
+    wake_up = record["environment"]["wake_up"]
+    echo, client = int(pool[0]), int(load)
+    assert wake_up["command"] == (f"python -m clients.loopback_floor --duration 1 --same-cpu {client} "
+                                  f"--across {echo},{client} --json")
+    assert (wake_up["echo_cpu"], wake_up["client_cpu"], wake_up["same_cpu"]) == (echo, client, client), wake_up
+    floor = record["cells"]["loopback_floor"]["measurements"]
+    raw = json.loads((run_dir / "raw" / "loopback_floor" / "floor.json").read_text())
+    assert floor["perf2_ceiling_per_s"] > 0 and floor["rate_per_s"] == raw["rate_per_s"]
+    for measured in (wake_up, floor):
+        assert measured["cpuset"] == format_cpuset({echo, client}) and measured["same_cpu_per_s"] > 0
+    if echo != client:
+        assert wake_up["across_cpus_per_s"] > 0 and floor["across_cpus_per_s"] == floor["rate_per_s"]
+        assert raw["ran_on"]["across"] == {"echo": echo, "client": client}  # each end pinned in the container
+    else:
+        assert wake_up["across_cpus_per_s"] is None and wake_up["perf2_layout"] == "same CPU"
+    record_property("summary", f"lab run, environment.wake_up: {wake_up['same_cpu_per_s']:,.0f} req/s on one CPU, "
+                               f"{wake_up['across_cpus_per_s'] or 0:,.0f} across two ({wake_up['command']})")
 
 
 def test_the_clients_can_drive_the_perf1_cells(lab_image, tmp_path):

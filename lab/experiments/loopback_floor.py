@@ -1,12 +1,15 @@
-"""loopback_floor: a bare socket ping-pong in the load container, the fastest any server could answer,
-and the perf2 client's own ceiling there.
+"""loopback_floor: a bare socket ping-pong in perf2's layout, the fastest any server could answer there,
+the same ping-pong on one CPU, and the perf2 client's own ceiling.
 
-It measures the load side, so a run over several Pythons measures it once. The perf2 rates of C8 and
-C10 are read next to it, and every perf2 rate against the ceiling: one near it may be the client's limit.
+perf2's layout (lab.wake_up): the echo on the first pool CPU, the client on the first load CPU, in a
+container of the lab image on those two CPUs. It measures no server's Python, so a run over several
+Pythons measures it once. The perf2 rates of C8 and C10 are read next to it, and every perf2 rate
+against the ceiling: one near it may be the client's limit.
 """
 import math
 
-from lab import plots
+from clients.loopback_floor import SAME
+from lab import environment, plots, wake_up
 from lab.document import Heading, Paragraph, Table
 from lab.experiment import CLIENT_LIMITED_RULE, Cell, client_limit_note, experiment_name, rate
 from lab.experiments import convoy, prefork_lockout, switch_interval
@@ -23,14 +26,22 @@ def cells(mode):
 
 
 def measure(ctx, cell):
-    """The floor and the perf2 client's ceiling, each over half the cell's duration."""
-    record = ctx.client(cell, "floor", "loopback_floor", "--duration", cell.params["duration_s"], timeout=60)
-    return {"rate_per_s": record["rate_per_s"], "perf2_ceiling_per_s": record["perf2_ceiling_per_s"]}
+    """Both floors and the perf2 client's ceiling in perf2's layout, the three loops sharing the cell's duration."""
+    record = environment.floors(ctx.lab, ctx.settings, cell.params["duration_s"])
+    ctx.run.save_raw(cell.id, "floor.json", record)
+    return {"rate_per_s": record["rate_per_s"], "perf2_ceiling_per_s": record["perf2_ceiling_per_s"],
+            **{key: record.get(key) for key in wake_up.FIELDS}}
 
 
 def figures(m):
-    ceiling = m.get("perf2_ceiling_per_s")  # runs before it was measured have none
-    return [("rate", m["rate_per_s"], "req/s"), *([("perf2 client ceiling", ceiling, "req/s")] if ceiling else [])]
+    """Each floor by its layout, and the perf2 client's ceiling (in perf2's layout) where the cell measured it.
+    A cell from before the layouts (issue 24) has one floor, 'rate', wherever the scheduler put both ends on the
+    load CPUs (on one CPU when those were one): not the across floor, so not named as it."""
+    floors = [("floor, same CPU", m.get("same_cpu_per_s")), ("floor, across CPUs", m.get("across_cpus_per_s"))]
+    if "perf2_layout" not in m:
+        floors = [("rate", m["rate_per_s"])]
+    return [(name, value, "req/s") for name, value in [*floors, ("perf2 client ceiling", m.get("perf2_ceiling_per_s"))]
+            if value]
 
 
 def is_perf2_rate(cell_record, unit):
@@ -42,7 +53,7 @@ def report(view):
     blocks = [
         Heading("perf2 rate next to the loopback floor (C8, C10)"),
         Paragraph("The floor is a bare socket ping-pong in the same run: no server could answer faster. A convoy "
-                  "cell's rate is its mean before the long request."),
+                  "cell's rate is its mean before the long request." + layout_text(view)),
         plots.figure("perf2_vs_floor", "perf2 rate per strategy next to the loopback floor", floor_plot(view)),
     ]
     ceiling = view.perf2_ceiling()
@@ -51,6 +62,17 @@ def report(view):
                              f"against the floor's echo process. {CLIENT_LIMITED_RULE}"),
                    ceiling_table(view, ceiling)]
     return blocks
+
+
+def layout_text(view):
+    """' Its layout: ...', the floor cell's layout and its same-CPU floor; '' for a cell from before either."""
+    m = view.measurements(next(iter(view.cells(__name__)), None)) or {}
+    if m.get("same_cpu_per_s") is None:
+        return ""
+    same, across = wake_up.floors(m)
+    if m.get("perf2_layout") == SAME:
+        return f" Its layout: the same CPU, {same} (no second CPU for perf2 in this run)."
+    return f" Its layout: across CPUs, {across}; the same ping-pong on one CPU: {same}."
 
 
 def ceiling_table(view, ceiling):
@@ -69,7 +91,8 @@ def floor_plot(view):
     measured it, the perf2 client's ceiling."""
     floor_cell = next(iter(view.cells(__name__)), Cell(experiment_name(__name__)))  # 'not run' if not planned
     ceiling = view.perf2_ceiling()
-    rows = [("loopback floor (bare sockets)", floor_cell, "rate_per_s", plots.FLOOR)]
+    layout = (view.measurements(floor_cell) or {}).get("perf2_layout")  # None before issue 24
+    rows = [(f"loopback floor (bare sockets{f', {layout}' if layout else ''})", floor_cell, "rate_per_s", plots.FLOOR)]
     if ceiling:
         rows.append(("perf2 client ceiling (its own loop)", floor_cell, "perf2_ceiling_per_s", plots.FLOOR))
     rows += [(plots.short(cell), cell, "rate_before_per_s", plots.BEFORE) for cell in view.cells(convoy)]

@@ -2,13 +2,15 @@
 import statistics
 import time
 
-from lab import live
+from lab import layout, live
 from lab.cpusets import parse_cpuset
-from lab.experiment import Cell, claim, experiment_name, pct, rate, target
+from lab.experiment import Cell, NotRun, claim, experiment_name, pct, rate, target
 from lab.experiments import convoy, loopback_floor
+from server import placement
 from server.strategies import prefork, threaded
 
 SIZES = {"quick": dict(long_n=36, perf2_s=1.0), "full": dict(long_n=36, perf2_s=1.0)}
+ATTEMPTS = 4  # perf2 connections, each to the next waiting child, until one is answered in the layout
 
 
 def cells(mode):
@@ -16,17 +18,28 @@ def cells(mode):
 
 
 def measure(ctx, cell):
+    """perf2 on one child, in the run's perf2 layout (lab.layout): the kernel hands each new connection to
+    whichever child waits, so a perf2 answered on another CPU than the layout's is asked again, on a new
+    connection (another child), up to ATTEMPTS times; then N long requests and a late client."""
     p = cell.params
+    planned = layout.of(ctx.settings, prefork)
     with ctx.server(cell) as server:
-        perf2 = ctx.client(cell, "perf2", "perf2", *target(server), "--duration", p["perf2_s"], timeout=60)
-        workers = len(parse_cpuset(ctx.settings["pool_cpus"]))
+        for attempt in range(1, ATTEMPTS + 1):
+            watch = ctx.in_background(ctx.client, cell, "thread_cpus", "thread_cpus", "--duration", p["perf2_s"] + 1,
+                                      "--interval", convoy.WATCH_INTERVAL_S, timeout=60, on=server)
+            perf2 = ctx.client(cell, "perf2", "perf2", *target(server), "--duration", p["perf2_s"], timeout=60)
+            answered = layout.computed_on(watch.join(), perf2["started_at"], perf2["ended_at"])
+            if answered == [planned["answer_cpu"]]:
+                break
+        workers = len(placement.worker_cpus(placement.FIXED, parse_cpuset(ctx.settings["pool_cpus"])))
         longs = [ctx.in_background(ctx.client, cell, f"long_{i}", "request", *target(server), p["long_n"],
                                    timeout=600) for i in range(workers)]
         time.sleep(0.3)  # every child is computing now
         late = ctx.client(cell, "late_client", "request", *target(server), 1, timeout=600)
         longs = [t.join() for t in longs]
     first_free = min(r["ended_at"] for r in longs)
-    return {"workers": workers, "rate_per_s": perf2["rate_per_s"], "late_wait_s": late["elapsed_s"],
+    return {"workers": workers, "rate_per_s": perf2["rate_per_s"], "late_wait_s": late["elapsed_s"], "layout": planned,
+            "answered_on": answered, "attempts": attempt,
             "long_s": statistics.fmean(r["elapsed_s"] for r in longs),
             "late_reply_after_first_free_s": late["ended_at"] - first_free}
 
@@ -36,16 +49,22 @@ def figures(m):
 
 
 @claim("C10", "Prefork has no IPC cost but serves only N at once: N long requests lock everyone out.",
-       article="qualitative",
-       rule=f"reproduced if {prefork.NAME}'s perf2 rate is >= 50% of {threaded.NAME}'s (no IPC cost) and a new "
-            "client's reply waits for a child to be free (0.1 s slack)")
+       article="qualitative", version=2,
+       rule=f"reproduced if {prefork.NAME}'s perf2 rate is >= 50% of {threaded.NAME}'s (no IPC cost), both in one "
+            "layout (a perf2 answered on another CPU is asked again, on a new connection, and the claim is not "
+            "judged if none was answered in the layout), and a new client's reply waits for a child to be free "
+            "(0.1 s slack)")
 def c10(measured):
     c = measured(prefork)
     (threads,) = convoy.measured_rates(measured, threaded, of=convoy)
     floor = measured(of=loopback_floor)["rate_per_s"]
     late = c["late_reply_after_first_free_s"]
+    if "layout" in c and c["answered_on"] != [c["layout"]["answer_cpu"]]:  # earlier records: judged as they were
+        raise NotRun(f"{prefork.NAME}'s perf2 was answered on CPU {layout.format_cpus(c['answered_on'] or [])} in "
+                     f"each of {c['attempts']} connections, never in the layout ({c['layout']['text']})")
     share = c["rate_per_s"] / threads["rate_before_per_s"]
-    return (f"perf2 {rate(c['rate_per_s'])}, {pct(share)} of {threaded.NAME}'s (loopback floor {rate(floor)}); "
+    both = f"; both in one layout, {c['layout']['text']}" if "layout" in c else ""
+    return (f"perf2 {rate(c['rate_per_s'])}, {pct(share)} of {threaded.NAME}'s (loopback floor {rate(floor)}{both}); "
             f"with {c['workers']} long requests running, a new client waited {c['late_wait_s']:.2f} s "
             f"(reply {late:+.2f} s after the first child was free)", late >= -0.1 and share >= 0.5)
 
