@@ -191,10 +191,20 @@ def report(view):
     return [
         Heading("perf2 over time, with the long request shaded (C6, C8, C9)"),
         Paragraph("perf2 sends fib(1) as fast as it can; each bar is one bucket's rate. The shaded band is the "
-                  "long fib(n) request from another client. The first bucket is warm-up and is not in the means."),
+                  "long fib(n) request from another client. The first bucket is warm-up and is not in the means."
+                  + layouts_of(view)),
         plots.figure("perf2_over_time", "perf2 rate over time per strategy",
                      rate_over_time(view, view.cells(__name__), "perf2 rate over time, per strategy")),
     ]
+
+
+def layouts_of(view):
+    """' Every rate here was measured in one layout, across CPUs: ...' (each, if the cells differ; '' for a
+    run before layouts were recorded)."""
+    found = {m["layout"]["text"]: None for m in map(view.measurements, view.cells(__name__)) if m and m.get("layout")}
+    if not found:
+        return ""
+    return (" Every rate here was measured in one layout, " if len(found) == 1 else " Layouts: ") + "; ".join(found) + "."
 
 
 def rate_over_time(view, cells, title):
