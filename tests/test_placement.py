@@ -182,8 +182,9 @@ def busy_loop(cpu, most_s=30):
 
 @needs_two
 @pytest.mark.parametrize("strategy, placement_, caught", [
-    ("threaded", placement.FIXED, "another job's share of CPU 0 changed"),
-    ("threshold-pool", placement.FREE, ""),  # the answering thread moves, or CPU 0 changes hands: either is caught
+    ("threaded", placement.FIXED, ("another job's share of CPU 0 changed",)),
+    # free: the answering thread moves off CPU 0, or stays and CPU 0 changes hands: either is caught
+    ("threshold-pool", placement.FREE, ("the answering thread", "another job's share of CPU 0 changed")),
 ])
 def test_a_busy_loop_started_beside_the_server_is_caught_and_the_cell_measured_again(start_server, strategy,
                                                                                      placement_, caught, record_property):
@@ -192,7 +193,7 @@ def test_a_busy_loop_started_beside_the_server_is_caught_and_the_cell_measured_a
     m = convoy.measure(ctx, cell)
     assert m["attempts"] >= 2 and m["earlier_changes"], m
     first = "; ".join(m["earlier_changes"][0])
-    assert caught in first and ("CPU 0" in first), first
+    assert any(reason in first for reason in caught), first
     assert m["layout"]["text"] == "across CPUs: the server answers on CPU 0, the client asks on CPU 1"
     record_property("summary", f"layout check, {strategy} ({placement_}), busy loop on CPU 0 during the first "
                                f"long request: caught ({first}); measured {m['attempts']} times")
