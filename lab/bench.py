@@ -1,4 +1,5 @@
-"""What the benchmarks (scripts/bench-*) share: a server on its own CPU, the load on the others, named as\nlab.layout names the runner's perf2 layout."""
+"""What the benchmarks (scripts/bench-*) share: a server on its own CPU, the load on the others, named as
+lab.layout names the runner's perf2 layout."""
 import os
 import select
 import signal

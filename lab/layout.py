@@ -1,7 +1,7 @@
 """perf2's layout: which CPU answers and which CPU asks, and the check that it held while a rate was measured.
 
-A perf2 rate on the development VM is 89-100k req/s with the server's answering thread on the client's
-CPU and 12-13k across two CPUs (waking an idle CPU costs that much; docs/runner.md). So every perf2
+On the development VM a bare ping-pong on one CPU runs 3 to 6 times as fast as across two (waking an
+idle CPU costs that much: the wake-up cost, docs/runner.md), and a perf2 rate with it. So every perf2
 comparison is measured in one layout, which the lab chooses (server.placement pins the threads): the
 answering thread on the server's first CPU, the client on the load's first CPU. A phase of the
 comparison in which the layout did not hold is measured again: an answering thread seen on a CPU other
@@ -11,7 +11,7 @@ from lab.cpusets import parse_cpuset
 from server import strategies
 
 MIN_SHARE = 0.05  # a thread busy less than this in a phase says little about where it runs
-FOREIGN_CHANGE = 0.3  # another job's share of a server CPU changed this much between two phases
+FOREIGN_CHANGE = 0.3  # a share (another job's of a server CPU, the short requests' on a CPU) moved this much
 
 
 def cpus(settings, strategy=None):
@@ -99,24 +99,27 @@ def changes(watch, phases, planned, load_cpus):
     for tid, info in watch["threads"].items():
         if info.get("role") != "answer":
             continue
-        where = {name: phase.cpus_of(tid) for name, phase in seen.items() if phase.cpus_of(tid)}
+        where = {name: cpus for name, phase in seen.items() if (cpus := phase.cpus_of(tid))}
         if len(set().union(*where.values())) > 1:
             reasons.append(f"the answering thread {tid} ran on more than one CPU ("
                            + ", ".join(f"{name}: {format_cpus(cpus)}" for name, cpus in where.items()) + ")")
-    shares = {name: phase.short_work(watch, planned, load_cpus) for name, phase in seen.items()}
-    shares = {name: share for name, share in shares.items() if share}
-    places = {place for share in shares.values() for place in share}
-    if len(shares) > 1 and any(max(s.get(place, 0) for s in shares.values()) - min(s.get(place, 0) for s in shares.values())
-                               >= FOREIGN_CHANGE for place in places):
+    work = {name: share for name, phase in seen.items() if (share := phase.short_work(watch, planned, load_cpus))}
+    places = {place for share in work.values() for place in share}
+    if any(changed({name: share.get(place, 0) for name, share in work.items()}) for place in places):
         reasons.append("the pool's short requests computed elsewhere: " + "; ".join(
-            f"{name} " + ", ".join(f"{share:.0%} on {place}" for place, share in sorted(s.items())) for name, s in shares.items()))
-    if len(seen) > 1:
-        for cpu in sorted(set(watch["cpus"]) - set(load_cpus)):
-            shares = {name: phase.foreign_share(cpu) for name, phase in seen.items()}
-            if max(shares.values()) - min(shares.values()) >= FOREIGN_CHANGE:
-                reasons.append(f"another job's share of CPU {cpu} changed: "
-                               + ", ".join(f"{name} {share:.0%}" for name, share in shares.items()))
+            f"{name} " + ", ".join(f"{share:.0%} on {place}" for place, share in sorted(s.items()))
+            for name, s in work.items()))
+    for cpu in sorted(set(watch["cpus"]) - set(load_cpus)):
+        foreign = {name: phase.foreign_share(cpu) for name, phase in seen.items()}
+        if changed(foreign):
+            reasons.append(f"another job's share of CPU {cpu} changed: "
+                           + ", ".join(f"{name} {share:.0%}" for name, share in foreign.items()))
     return reasons
+
+
+def changed(shares):
+    """Whether a share ({phase: 0..1}) moved by FOREIGN_CHANGE or more between two of the phases."""
+    return len(shares) > 1 and max(shares.values()) - min(shares.values()) >= FOREIGN_CHANGE
 
 
 def beside(cpu, planned, load_cpus):

@@ -65,11 +65,11 @@ def configured_cpus(environ):
     return {f"{role}_cpus": cpus for role, cpus in resolved_cpus(environ)[0].items()}
 
 
-def cpu_layout(environ):
+def cpu_layout(environ, settings=None):
     """The CPU layout the compose lab runs on, for the Lab view: each role's CPUs of this Docker's (as
-    lab_settings has them) and how they were chosen: {'server': '0', 'pool': '0-1', 'load': '1',
-    'chosen': 'automatic for 2 CPUs'}."""
-    settings = lab_settings(environ)
+    lab_settings has them; given settings, those, already read) and how they were chosen: {'server': '0',
+    'pool': '0-1', 'load': '1', 'chosen': 'automatic for 2 CPUs'}."""
+    settings = settings or lab_settings(environ)
     return {**{role: settings[f"{role}_cpus"] for role in layouts.ROLES}, "chosen": resolved_cpus(environ)[1]}
 
 

@@ -322,7 +322,7 @@ class Lab:
             "notes": [{"at": at, "line": line} for at, line in self.notes],
             "servers": self.servers(settings),
             "cpus": settings["cpus"],  # this Docker's CPUs, which the lab's containers may use
-            "layout": live.cpu_layout(os.environ),  # each role's CPUs, and whether they were chosen or set
+            "layout": live.cpu_layout(os.environ, settings),  # each role's CPUs, and whether they were chosen or set
             "workers": getattr(self.environment.runner, "worker_count", None),
             "requests_per_worker": dict(results.requests_per_worker) if results else {},
             "files": [{"name": name, "about": about} for name, about in FILES] if self.saved_to else [],

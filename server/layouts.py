@@ -12,12 +12,12 @@ names them (LAB_SERVER_CPUS, LAB_POOL_CPUS, LAB_LOAD_CPUS empty, the default).
   pool      0   0-1  0-1  0-2  0-4  0-8
   load      0   1    2    3    5-7  9-15
 
-"First" is the lowest CPU id: a container given CPUs 2-5 gets 2 / 2-3 / 4-5. Why this layout: the pool
+"First" is the lowest CPU id: a container given CPUs 2-5 gets 2 / 2-4 / 5. Why this layout: the pool
 has two CPUs whenever the machine has them, so C4 and C7 (two perf1 clients) and C8 and C9 (the pools)
 can show what a second CPU does; from three pool CPUs on, the pool's workers keep off its first CPU,
 where the server answers (server.placement), and still have two CPUs, so a long request never takes
-the answering CPU; from three CPUs on, the load runs on
-CPUs no server uses, so it takes nothing from the servers it measures; and the answer thread of a perf2
+the answering CPU; from three CPUs on, the load runs on CPUs no server uses, so it takes nothing from
+the servers it measures; and the answer thread of a perf2
 server is on the pool's first CPU (the server's CPU) while the client is on the load's first CPU, so
 from two CPUs on every request crosses from one CPU to another the same way. On two CPUs the load shares
 CPU 1 with the pools (light: perf1 clients mostly wait for their reply); on one CPU everything shares

@@ -1,8 +1,8 @@
 """Where a server's threads and processes run, within the CPUs it was given: the lab decides, not the scheduler.
 
 A rate of tiny requests (perf2) measures, above all, whether the thread that answers runs on the client's
-CPU: on the development VM a ping-pong on one CPU ran 89-100k req/s, across two CPUs 12-13k, because
-waking an idle CPU is slow (docs/runner.md). Left to the scheduler, the answering thread moves to the
+CPU: on the development VM a bare ping-pong on one CPU ran 3 to 6 times as fast as across two, because
+waking an idle CPU is slow (the wake-up cost: docs/runner.md). Left to the scheduler, the answering thread moves to the
 client's CPU whenever its own gets busy (a long request, another job), and the rate jumps fourfold in
 the middle of a comparison. So, with placement "fixed" (the default):
 

@@ -79,8 +79,8 @@ def measure_once(ctx, cell, beside=None):
     # From the send, not from the client's start: the load CPU is busy with perf2, and connecting can
     # take a tenth of a second, whose buckets would count as 'during' at perf2's full rate.
     m = rates(perf2, long["sent_at"], long["ended_at"])
-    phases = {"before": (perf2["buckets"][1][0] if len(perf2["buckets"]) > 1 else perf2["started_at"], m["long_started_at"]),
-              "during": (m["long_started_at"], m["long_ended_at"])}
+    warm = perf2["buckets"][1][0] if len(perf2["buckets"]) > 1 else perf2["started_at"]  # rates() skips bucket 0
+    phases = {"before": (warm, m["long_started_at"]), "during": (m["long_started_at"], m["long_ended_at"])}
     return {**m, "long_n": p["long_n"], "long_s": long["elapsed_s"], "switch_interval_s": p.get("switch_interval_s"),
             "perf2_started_at": perf2["started_at"], "perf2_ended_at": perf2["ended_at"],
             "layout": planned,
