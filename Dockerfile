@@ -67,7 +67,7 @@ COPY locustfiles/ /app/locustfiles/
 COPY lab/ /app/lab/
 # /app/results/live: the one path the read-only Locust master writes (its live runs). compose mounts a
 # named volume there, and Docker fills an empty named volume with this directory's owner: 10001.
-RUN python -m compileall -q /app /opt/lab >/dev/null && python -c 'import server, clients, lab.store, locust, docker' \
+RUN python -m compileall -q /app /opt/lab >/dev/null && python -c 'import server, clients, lab.records.store, locust, docker' \
     && install -d -o 10001 -g 10001 -m 0755 /app/results/live
 USER 10001:10001
 EXPOSE 25000 8089 5557

@@ -4,11 +4,11 @@ from importlib import import_module
 
 # command: (module, what it does); 'python -m lab COMMAND --help' explains each one.
 COMMANDS = {
-    "run": ("lab.run", "run the experiments on real containers -> results/<UTC-time>-<id>/ (--resume finishes one)"),
-    "report": ("lab.report", "write RUN_DIR/report.md and a self-contained RUN_DIR/report.html"),
-    "compare": ("lab.compare", "two runs side by side, with ratios and changed verdicts"),
-    "pin": ("lab.pin", "show or change the CPUs of the lab's containers"),
-    "experiments": ("lab.listing", "list the experiments, the claims each backs and the cells it measures"),
+    "run": ("lab.runner.run", "run the experiments on real containers -> results/<UTC-time>-<id>/ (--resume finishes one)"),
+    "report": ("lab.records.report", "write RUN_DIR/report.md and a self-contained RUN_DIR/report.html"),
+    "compare": ("lab.records.compare", "two runs side by side, with ratios and changed verdicts"),
+    "pin": ("lab.cpu.pin", "show or change the CPUs of the lab's containers"),
+    "experiments": ("lab.records.listing", "list the experiments, the claims each backs and the cells it measures"),
 }
 
 

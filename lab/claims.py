@@ -1,54 +1,86 @@
-"""The claims table: C1-C13, the article's figure, the run's measurement and a verdict with its rule.
+"""The article's claims as a run judges them: each claim with its rule, and what a rule reads.
 
-The claims and their rules live in the experiment modules; here they are judged, once per Python of
-the run, and the table is drawn, once, for the terminal, Markdown and HTML alike.
-A verdict comes only from cells that ran: a missing or failed cell makes the claim 'not run'.
+An experiment module (lab/experiments/) decorates each rule function with @claim: the claim's text, the
+article's figure, the rule's text and the rule itself, side by side. The registry finds them there.
 """
-from lab import experiments
-from lab.document import Paragraph, Table
-from lab.experiment import NOT_REPRODUCED, NOT_RUN, REPRODUCED, Cell, Measured
-from lab.record import verdict_label
+from dataclasses import dataclass
+from typing import Callable
 
-VERDICT_CLASS = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not-reproduced", NOT_RUN: "not-run"}
+from lab.cells import Cell, experiment_name
 
 
-def judge(record):
-    """Every claim's verdict on the record's cells, by the rules of this lab; a run over several Pythons
-    (--python) has a row per claim and Python."""
-    rows = []
-    for python in record["settings"].get("pythons") or [None]:
-        cells = {Cell.from_record(cell).label: cell for cell in record["cells"].values()
-                 if python is None or cell.get("python") in (None, python)}
-        for claim in experiments.claims():
-            rows.append(claim.judge(Measured(cells, record["settings"], claim.experiment, python)))
-    return rows
+REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
 
 
-def counts(rows):
-    """'12 reproduced, 1 not reproduced, 0 not run.'"""
-    return ", ".join(f"{sum(row['verdict'] == verdict for row in rows)} {verdict}" for verdict in VERDICT_CLASS) + "."
+class NotRun(Exception):
+    """A rule cannot judge: a cell it needs is missing or failed (the message says which)."""
 
 
-def table(rows, brief=False):
-    """The claims table of stored verdict rows; brief: without the claim's and the rule's text."""
-    header = ["", "verdict", "this run"] if brief else ["", "claim", "the article", "this run", "verdict", "rule"]
-    result = Table(header, [], [])
-    for row in rows:
-        verdict, css = row["verdict"], VERDICT_CLASS.get(row["verdict"])
-        if brief:
-            result.rows.append([verdict_label(row), verdict, row["measured"]])
-            result.classes.append([None, css, None])
-        else:
-            version = f" (rule v{row['rule_version']})" if row.get("rule_version") else ""
-            result.rows.append([verdict_label(row), row["text"], row["article"], row["measured"], verdict,
-                                row["rule"] + version])
-            result.classes.append([None, None, None, None, css, "rule"])
-    return result
+@dataclass
+class Claim:
+    """One of the article's claims, with the rule that judges a run's measurements of it."""
+    id: str  # 'C6'
+    text: str  # the claim, in the article's words
+    article: str  # the article's figure
+    rule_text: str  # the rule, in words
+    rule: Callable  # rule(measured) -> (what was measured, in words; whether it reproduces the claim)
+    version: int = 1  # raised whenever the rule changes, so that a stored verdict says which rule made it
+    experiment: str = None  # set by the registry: the module that backs the claim
+
+    @property
+    def order(self):
+        return claim_order(self.id)
+
+    def judge(self, measured):
+        """The verdict row of this claim, from a Measured view of one Python's cells."""
+        try:
+            text, ok = self.rule(measured)
+            verdict = REPRODUCED if ok else NOT_REPRODUCED
+        except NotRun as e:
+            text, verdict = str(e), NOT_RUN
+        return {"id": self.id, "python": measured.python, "text": self.text, "article": self.article,
+                "measured": text, "verdict": verdict, "rule": self.rule_text, "rule_version": self.version,
+                "cells": list(dict.fromkeys(measured.read))}
 
 
-def section(rows):
-    """The claims table with its counts, or why there is none."""
-    if not rows:
-        return [Paragraph("No verdicts are stored in this run: it stopped before its first cell was saved.",
-                          warning=True)]
-    return [Paragraph(counts(rows)), table(rows)]
+def claim_order(claim_id):
+    """The sort key of a claim id: C2 before C10."""
+    digits = "".join(c for c in claim_id if c.isdigit())
+    return (claim_id.rstrip("0123456789"), int(digits) if digits else 0)
+
+
+def claim(claim_id, text, *, article, rule, version=1):
+    """Decorate a rule function as the claim it judges: the claim's text, the article's figure, the
+    rule's text and the rule itself, side by side. The registry finds it in its module."""
+    def make(judge):
+        return Claim(claim_id, text, article, rule, judge, version)
+    return make
+
+
+class Measured:
+    """What a rule reads: the measurements of one Python's cells, asked for by their fields.
+
+    measured(threaded) is the rule's own experiment on that strategy; measured(of=loopback_floor) and
+    measured(threaded, of=convoy) another experiment's; measured(variant="0.001") a variant.
+    A cell that is missing or failed raises NotRun, and the claim is 'not run'.
+    """
+
+    def __init__(self, cells, settings, experiment, python=None):
+        self.cells, self.settings, self.experiment, self.python = cells, settings, experiment, python
+        self.read = []
+
+    def label(self, strategy=None, *, of=None, variant=None):
+        """The label of the cell that measured(...) with the same arguments reads: 'convoy/threaded'."""
+        return Cell(experiment_name(of or self.experiment), strategy, variant).label
+
+    def __call__(self, strategy=None, *, of=None, variant=None):
+        label = self.label(strategy, of=of, variant=variant)
+        self.read.append(label)
+        cell = self.cells.get(label)
+        if not cell or cell.get("status") != "ok":
+            raise NotRun(f"{label} {'failed' if cell else 'was not run'}")
+        return cell["measurements"]
+
+
+def pct(x):
+    return f"{x * 100:.1f}%"

@@ -186,7 +186,7 @@ def summary(second, samples, target):
 
 
 class Sampling:
-    """The sampler beside a running lab.containers.Server, in the run's side container:
+    """The sampler beside a running lab.runner.containers.Server, in the run's side container:
 
         with Sampling(server, rate_hz, max_s) as sampled:
             ...  # the clients

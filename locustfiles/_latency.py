@@ -29,7 +29,7 @@ from collections import defaultdict
 from locust import events
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
-from lab.store import write_atomic
+from lab.records.store import write_atomic
 
 try:
     from hdrh.histogram import HdrHistogram

@@ -26,7 +26,7 @@ import _latency
 from _tcp import REQUEST_TYPE, FibUser, fib_request
 from perf2 import Perf2User  # noqa: F401  (the short requests: every user but one)
 
-from lab.store import write_atomic
+from lab.records.store import write_atomic
 
 LONG_REQUEST_MESSAGE = "lab_convoy_long_request"
 # fib(40) may take a minute; the long request must not time out before it ends.

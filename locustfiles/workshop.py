@@ -35,9 +35,10 @@ import _latency
 from _tcp import FibUser, fib_request, parse_tcp_url
 
 from clients import common
-from lab import live, wake_up
+from lab.live import forms
+from lab.cpu import wake_up
 from lab.experiments import live as live_forms
-from lab.store import write_atomic
+from lab.records.store import write_atomic
 
 ONCE_MESSAGE = "lab_once"
 SPAWN_RATE = 100
@@ -46,7 +47,7 @@ ONCE_TIMEOUT_S = 600.0
 CHECK_TIMEOUT_S = 3.0
 FLOOR_S = 1.5
 GIL_SECONDS = 300  # the Lab view keeps the last five minutes of who held the GIL
-WEB = Path(live.__file__).parent / "web"
+WEB = Path(forms.__file__).parent / "web"
 # The files of a run, as the Lab view offers them: (file name, what it is).
 FILES = (("live.json", "the run: experiment, stages, per-second series, percentiles, verdict"),
          ("timeline.csv", "requests per second per request name, with the one-shot requests' spans"),
@@ -76,14 +77,14 @@ def server_address(role):
     """Where a role's server answers, as this process sees it: 'server-threaded:25000' inside the
     compose network, 'HOST:25002' through the published port."""
     host = REACH.get("servers")
-    return live.published_address(role.strategy, host, REACH["port_prefix"]) if host else role.address()
+    return forms.published_address(role.strategy, host, REACH["port_prefix"]) if host else role.address()
 
 
 class LiveUser(FibUser):
     """A user of one role of a live experiment (the class is made per role, below)."""
 
     abstract = True
-    role: live.Role = None
+    role: forms.Role = None
     asked = False  # a one-shot user's request has gone
 
     def request_for(self, options):
@@ -110,7 +111,7 @@ class LiveShape(LoadTestShape):
     """An experiment's stages, one after the other (the class is made per experiment, below)."""
 
     abstract = True
-    experiment: live.Experiment = None
+    experiment: forms.Experiment = None
 
     def tick(self):
         return LAB.tick(self)
@@ -118,7 +119,7 @@ class LiveShape(LoadTestShape):
 
 def settings_from_environment():
     """The CPU sets the servers run on: compose's settings (passed to the master) on this Docker's CPUs."""
-    return live.lab_settings(os.environ)
+    return forms.lab_settings(os.environ)
 
 
 def user_class(experiment, role):
@@ -181,11 +182,11 @@ class Lab:
         self.saved_to = None
         self.live_dir = Path(os.environ.get("LAB_LIVE_DIR", "results/live"))
         self.load = {}  # {experiment: measurements} of the load side, made once by the master
-        self.wake_up = None  # both ping-pong floors (lab.wake_up), made once by the master
+        self.wake_up = None  # both ping-pong floors (lab.cpu.wake_up), made once by the master
         self.gil = collections.deque(maxlen=GIL_SECONDS)  # compose's profile gil: lab.gil_sampler's seconds
 
     def measure_load_side(self):
-        """Both ping-pong floors on the CPUs of perf2's layout (lab.wake_up), as the runner's loopback floor
+        """Both ping-pong floors on the CPUs of perf2's layout (lab.cpu.wake_up), as the runner's loopback floor
         cell measures them: the across one for C10's text, both for the Lab view's wake-up cost."""
         settings = settings_from_environment()
         try:
@@ -230,7 +231,7 @@ class Lab:
         return sum(role.count(run.settings) for role in roles), SPAWN_RATE, [classes[role.key] for role in roles]
 
     def begin(self, experiment, now):
-        self.run = live.LiveRun(experiment, now, series=_latency.run_results.recorder.per_second
+        self.run = forms.LiveRun(experiment, now, series=_latency.run_results.recorder.per_second
                                 if _latency.run_results else {}, stage_starts=[now],
                                 settings=settings_from_environment(), load=self.load)
         self.state, self.why_partial, self.saved_to = "running", "", None
@@ -298,7 +299,7 @@ class Lab:
             errors = sorted(self.environment.stats.errors.values(), key=lambda e: -e.occurrences)
             self.why_partial = f"{failures} requests failed" + (f", e.g. {errors[0].error}" if errors else "")
         state = "partial" if self.why_partial else self.state
-        return {**row, "state": state, "line": live.verdict_line(row, state), "why_partial": self.why_partial}
+        return {**row, "state": state, "line": forms.verdict_line(row, state), "why_partial": self.why_partial}
 
     def data(self):
         self.watch_workers()
@@ -322,7 +323,7 @@ class Lab:
             "notes": [{"at": at, "line": line} for at, line in self.notes],
             "servers": self.servers(settings),
             "cpus": settings["cpus"],  # this Docker's CPUs, which the lab's containers may use
-            "layout": live.cpu_layout(os.environ, settings),  # each role's CPUs, and whether they were chosen or set
+            "layout": forms.cpu_layout(os.environ, settings),  # each role's CPUs, and whether they were chosen or set
             "workers": getattr(self.environment.runner, "worker_count", None),
             "requests_per_worker": dict(results.requests_per_worker) if results else {},
             "files": [{"name": name, "about": about} for name, about in FILES] if self.saved_to else [],
@@ -365,10 +366,10 @@ class Lab:
 
     def servers(self, cpus):
         """Each server's CPUs: those it runs on (`cpus`: its setting, of this Docker's CPUs) and its setting."""
-        configured = live.configured_cpus(os.environ)
+        configured = forms.configured_cpus(os.environ)
         build = python_build()
-        return [{"service": live.service(module), "cpus": live.cpus_of(module, cpus),
-                 "configured": live.cpus_of(module, configured), "python": build} for module in live.PUBLISHED]
+        return [{"service": forms.service(module), "cpus": forms.cpus_of(module, cpus),
+                 "configured": forms.cpus_of(module, configured), "python": build} for module in forms.PUBLISHED]
 
     # --- files ---
 
@@ -384,13 +385,13 @@ class Lab:
         try:
             written = _latency.run_results.write_histograms(str(folder / "locust"),
                                                             _latency.run_results.recorder.flush())
-            write_atomic(folder / "live.json", json.dumps(record, indent=1, default=str) + "\n")
+            write_atomic(folder / "forms.json", json.dumps(record, indent=1, default=str) + "\n")
             write_atomic(folder / "timeline.csv", self.timeline_csv(record))
         except OSError as error:
             self.note(f"could not save this run's files in {folder}: {error.strerror or error}")
             return []
         self.saved_to = folder
-        return [*written, str(folder / "live.json"), str(folder / "timeline.csv")]
+        return [*written, str(folder / "forms.json"), str(folder / "timeline.csv")]
 
     def timeline_csv(self, record):
         names = sorted(record["series_all"])

@@ -1,7 +1,7 @@
 """CPU sets as Docker's cpuset and Linux write them: '0', '0-1', '0,2-3'; and which of them a process runs on.
 
 Standard library only: server.affinity pins every container of the lab with it, before anything else
-runs (lab.cpusets re-exports it for the runner and the Lab view).
+runs (lab.cpu.cpusets re-exports it for the runner and the Lab view).
 """
 
 

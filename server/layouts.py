@@ -21,7 +21,7 @@ the servers it measures; and the answer thread of a perf2
 server is on the pool's first CPU (the server's CPU) while the client is on the load's first CPU, so
 from two CPUs on every request crosses from one CPU to another the same way. On two CPUs the load shares
 CPU 1 with the pools (light: perf1 clients mostly wait for their reply); on one CPU everything shares
-CPU 0 and the lab still starts (the Lab view says which claims need two: lab/live.py short_of_cpus).
+CPU 0 and the lab still starts (the Lab view says which claims need two: lab/live/forms.py short_of_cpus).
 
 Standard library only: server.affinity, the image's entrypoint, resolves a container's role with it.
 """

@@ -25,9 +25,9 @@ import pytest
 from clients import process_memory
 from compose_text import services as compose_services
 from conftest import REPO, clean_env, run
-from lab import compose as lab_compose
-from lab.pin import PROBE
-from lab.run import dotenv_settings
+from lab.runner import compose as lab_compose
+from lab.cpu.pin import PROBE
+from lab.runner.run import dotenv_settings
 from server import layouts
 
 UP_TIMEOUT_S = 240         # up --wait; about 20 s here
@@ -124,7 +124,7 @@ class Lab:
         return found
 
     def probe(self, container_id):
-        """lab.pin's PROBE in the container: its affinity and its processes, but for the runtime's own:
+        """lab.cpu.pin's PROBE in the container: its affinity and its processes, but for the runtime's own:
         `runc:[2:INIT]` starts a health check's exec (root, any CPU) for an instant before it becomes it."""
         out = run(["docker", "exec", container_id, "python", "-c", PROBE], 60, check=True).stdout
         info = json.loads(out.strip().splitlines()[-1])

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from conftest import REPO, run
-from lab import across_pythons
-from lab.record import load_run
+from lab.records import across_pythons
+from lab.records.record import load_run
 from lab.pythons import image
 from test_report import copy_of, edit_record, markdown_of, markdown_table, over_two_pythons
 from test_claims import NOW
@@ -127,7 +127,7 @@ def test_a_run_without_the_twin_says_how_to_get_it_and_a_run_on_one_python_has_n
 @pytest.mark.fast
 def test_a_free_threaded_python_brings_its_twin_into_the_run():
     """--python 3.13,3.13t,3.14,3.15 runs 3.13g too, right after 3.13t; a twin named already stays where it is."""
-    from lab.run import parse_args, settings_of
+    from lab.runner.run import parse_args, settings_of
 
     assert settings_of(parse_args(["--python", "3.13,3.13t,3.14,3.15"]))["pythons"] == [
         "3.13", "3.13t", "3.13g", "3.14", "3.15"]

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from lab import claims, experiments
-from lab.experiment import NOT_REPRODUCED, NOT_RUN, REPRODUCED
-from lab.record import verdict_label
-from lab.store import Run
+from lab import experiments
+from lab.records import verdicts
+from lab.claims import NOT_REPRODUCED, NOT_RUN, REPRODUCED
+from lab.records.record import verdict_label
+from lab.records.store import Run
 from conftest import REPO
 
 pytestmark = pytest.mark.fast
@@ -58,25 +59,25 @@ def test_the_raised_rules_are_the_ones_named_here():
 def test_a_run_made_before_the_package_gets_the_same_verdicts_from_its_rules():
     record = Run.load(BEFORE).record
     stored = json.loads((BEFORE / "results.json").read_text())["claims"]  # as the old runner wrote them
-    judged = claims.judge(record)
+    judged = verdicts.judge(record)
     assert rows_as_before(judged) == with_todays_rules(stored, judged)
 
 
 def test_an_older_run_gets_the_verdicts_that_the_rules_before_the_package_gave_it():
     before = json.loads((OLDER / "verdicts-839e45e.json").read_text())["claims"]
-    judged = claims.judge(Run.load(OLDER).record)
+    judged = verdicts.judge(Run.load(OLDER).record)
     assert rows_as_before(judged) == with_todays_rules(before, judged)
 
 
 def test_a_run_of_the_package_stores_the_verdicts_its_rules_give():
     record = Run.load(NOW).record
-    judged = claims.judge(record)
+    judged = verdicts.judge(record)
     assert judged == with_todays_rules(record["claims"], judged)
     assert all(row["rule_version"] == 1 and row["cells"] for row in record["claims"])
 
 
-def verdicts(record):
-    return {row["id"]: row for row in claims.judge(record)}
+def verdicts_by_id(record):
+    return {row["id"]: row for row in verdicts.judge(record)}
 
 
 def changed(record, cell_id, **values):
@@ -159,8 +160,8 @@ def now():
 
 @pytest.mark.parametrize("claim_id", OUTCOMES)
 def test_a_rule_reproduces_or_not_by_its_measurements(now, claim_id):
-    reproduced = verdicts(OUTCOMES[claim_id](now, True))[claim_id]
-    not_reproduced = verdicts(OUTCOMES[claim_id](now, False))[claim_id]
+    reproduced = verdicts_by_id(OUTCOMES[claim_id](now, True))[claim_id]
+    not_reproduced = verdicts_by_id(OUTCOMES[claim_id](now, False))[claim_id]
     assert reproduced["verdict"] == REPRODUCED, reproduced
     assert not_reproduced["verdict"] == NOT_REPRODUCED, not_reproduced
     assert reproduced["measured"] != not_reproduced["measured"]  # the text says what was measured
@@ -169,23 +170,23 @@ def test_a_rule_reproduces_or_not_by_its_measurements(now, claim_id):
 @pytest.mark.parametrize("claim_id", OUTCOMES)
 def test_a_rule_is_not_run_without_each_cell_it_reads_and_when_one_failed(now, claim_id):
     record = OUTCOMES[claim_id](now, True)
-    read = verdicts(record)[claim_id]["cells"]
+    read = verdicts_by_id(record)[claim_id]["cells"]
     assert read
     for cell_id in read:
         missing = copy.deepcopy(record)
         del missing["cells"][cell_id]
-        row = verdicts(missing)[claim_id]
+        row = verdicts_by_id(missing)[claim_id]
         assert (row["verdict"], row["measured"]) == (NOT_RUN, f"{cell_id} was not run")
         failed = copy.deepcopy(record)
         failed["cells"][cell_id].update(status="failed", measurements=None, error="RuntimeError: gone")
-        row = verdicts(failed)[claim_id]
+        row = verdicts_by_id(failed)[claim_id]
         assert (row["verdict"], row["measured"]) == (NOT_RUN, f"{cell_id} failed")
 
 
 def test_c7_is_not_run_with_a_single_pool_cpu(now):
     record = c7(now, True)
     record["settings"]["pool_cpus"] = "1"
-    row = verdicts(record)["C7"]
+    row = verdicts_by_id(record)["C7"]
     assert row["verdict"] == NOT_RUN and "C7 needs 2 or more" in row["measured"]
 
 
@@ -201,7 +202,7 @@ def test_a_run_over_several_pythons_is_judged_per_python(now):
                 cells[f"{python}/{cell_id}"] = {**copy.deepcopy(cell), "python": python}
         cells[f"{python}/perf1/threaded"]["measurements"]["ratio"] = ratio
     record["cells"] = cells
-    rows = {verdict_label(row): row for row in claims.judge(record)}
+    rows = {verdict_label(row): row for row in verdicts.judge(record)}
     assert len(rows) == 2 * len(experiments.claims())
     assert rows["C4 on 3.13"]["verdict"] == REPRODUCED and rows["C4 on 3.13t"]["verdict"] == NOT_REPRODUCED
     assert rows["C10 on 3.13t"]["cells"][-1] == "loopback_floor"  # the shared cell, read by every Python

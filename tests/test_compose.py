@@ -23,10 +23,10 @@ import pytest
 
 from compose_lab import FORKED_WORKERS, built, lab, lab_env, server_services  # noqa: F401 (the fixtures)
 from conftest import LAB_IMAGE as IMAGE, OFFLINE_BASE, REPO, clean_env, run
-from lab.containers import Lab as RunnerLab
-from lab.cpusets import parse_cpuset as parse_cpus, pinned
+from lab.runner.containers import Lab as RunnerLab
+from lab.cpu.cpusets import parse_cpuset as parse_cpus, pinned
 from lab.experiments import perf1
-from lab.pin import own
+from lab.cpu.pin import own
 from lab.pythons import version_tuple
 from server import placement, strategies
 from server.affinity import wanted_cpus

@@ -5,17 +5,17 @@ import re
 
 import pytest
 
-from lab import live
+from lab.live import forms
 
 from compose_text import services
 from conftest import REPO
-from lab import run as runner
+from lab.runner import run as runner
 from server import layouts, strategies
 
 pytestmark = pytest.mark.fast
 
 # The runner's options and the settings compose pins its containers with.
-RUNNER_OPTIONS = live.CPU_SETTINGS  # the runner's option for each of compose's settings, as the Lab view reads them
+RUNNER_OPTIONS = forms.CPU_SETTINGS  # the runner's option for each of compose's settings, as the Lab view reads them
 
 
 def expected_cpuset_variable(service):
@@ -83,7 +83,7 @@ def test_the_published_ports_are_one_block_in_compose_order():
 
 def test_a_servers_published_port_is_where_workers_outside_compose_look_for_it():
     """Locust workers outside compose (--lab-servers HOST) reach server-X at ${LAB_PORT_PREFIX}N, N from
-    lab.live.PUBLISHED."""
-    published = {strategies.key(strategy): n for n, strategy in enumerate(live.PUBLISHED, 1)}
+    lab.live.forms.PUBLISHED."""
+    published = {strategies.key(strategy): n for n, strategy in enumerate(forms.PUBLISHED, 1)}
     assert {service["strategy"]: service["port_suffix"] for service in services().values() if service["strategy"]} \
         == published

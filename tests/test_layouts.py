@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from conftest import REPO
-from lab import experiments, live
+from lab import experiments
+from lab.live import forms
 from server import affinity, layouts, placement
 from server.cpusets import parse_cpuset
 
@@ -77,16 +78,16 @@ def test_the_lab_view_reads_the_layout_the_containers_run_on():
     CPUs that server.affinity exported; the servers' CPUs and the layout are what each container resolved."""
     shipped = {variable: "" for variable in layouts.SETTINGS.values()}
     eight = {**shipped, affinity.AVAILABLE: "0-7"}
-    assert live.lab_settings(eight) == {"server_cpus": "0", "pool_cpus": "0-4", "load_cpus": "5-7", "cpus": "0-7",
+    assert forms.lab_settings(eight) == {"server_cpus": "0", "pool_cpus": "0-4", "load_cpus": "5-7", "cpus": "0-7",
                                       "placement": "fixed"}
-    assert live.configured_cpus(eight) == {"server_cpus": "0", "pool_cpus": "0-4", "load_cpus": "5-7"}
-    assert live.cpu_layout(eight) == {"server": "0", "pool": "0-4", "load": "5-7", "chosen": "automatic for 8 CPUs"}
+    assert forms.configured_cpus(eight) == {"server_cpus": "0", "pool_cpus": "0-4", "load_cpus": "5-7"}
+    assert forms.cpu_layout(eight) == {"server": "0", "pool": "0-4", "load": "5-7", "chosen": "automatic for 8 CPUs"}
     # set ones win, and are shown on the CPUs this Docker has
-    assert live.cpu_layout({**eight, "LAB_POOL_CPUS": "0-5", affinity.AVAILABLE: "0-3"}) == {
+    assert forms.cpu_layout({**eight, "LAB_POOL_CPUS": "0-5", affinity.AVAILABLE: "0-3"}) == {
         "server": "0", "pool": "0-3", "load": "3", "chosen": "pool set, the rest automatic for 4 CPUs"}
-    assert live.cpu_layout(shipped)["chosen"] == "unknown"  # not started by the image's entrypoint
+    assert forms.cpu_layout(shipped)["chosen"] == "unknown"  # not started by the image's entrypoint
     # on one CPU the claims that need two still say so
-    one = live.lab_settings({**shipped, affinity.AVAILABLE: "0"})
+    one = forms.lab_settings({**shipped, affinity.AVAILABLE: "0"})
     short = {key for key, form in experiments.live().items() if form.short_of_cpus(one)}
     assert short == {"C4", "C6", "C7", "C8", "C9"}
 

@@ -1,13 +1,14 @@
 """The live forms of the experiments, on records of real runs in the compose lab (tests/data/live/:
-the live.json the Lab view saved, 2 CPUs, defaults): the same claim, judged again by the runner's
+the forms.json the Lab view saved, 2 CPUs, defaults): the same claim, judged again by the runner's
 own rule, gives the verdict the Lab view showed; a run cut short gives none."""
 import copy
 import json
 
 import pytest
 
-from lab import experiments, live
-from lab.experiment import NOT_RUN, REPRODUCED, Measured
+from lab import experiments
+from lab.live import forms
+from lab.claims import NOT_RUN, REPRODUCED, Measured
 from lab.experiments import perf1
 from conftest import REPO
 
@@ -22,7 +23,7 @@ def load(path):
 
 def rebuilt(record):
     form = FORMS[record["run"]["experiment"]["key"]]
-    return form, live.LiveRun.from_record(form, record)
+    return form, forms.LiveRun.from_record(form, record)
 
 
 @pytest.mark.parametrize("path", RECORDS, ids=[path.stem for path in RECORDS])
@@ -63,8 +64,8 @@ def test_a_run_cut_short_has_not_enough_data_and_no_final_verdict(path):
     run.series = {name: {s: row for s, row in rows.items() if s + 1 <= cut} for name, rows in run.series.items()}
     row = form.judge(run, run.settings)
     assert row["verdict"] == NOT_RUN and row["measured"].startswith("not enough data yet"), row
-    assert live.verdict_line(row, "running") == "not enough data yet"
-    assert live.verdict_line(row, "partial") == "partial run: no verdict"
+    assert forms.verdict_line(row, "running") == "not enough data yet"
+    assert forms.verdict_line(row, "partial") == "partial run: no verdict"
 
 
 def test_a_partial_run_never_shows_its_verdict_as_final():
@@ -72,9 +73,9 @@ def test_a_partial_run_never_shows_its_verdict_as_final():
     form, run = rebuilt(record)
     row = form.judge(run, run.settings)
     assert row["verdict"] == REPRODUCED
-    assert live.verdict_line(row, "final") == REPRODUCED
-    assert live.verdict_line(row, "running") == "so far: reproduced"
-    assert live.verdict_line(row, "partial") == "partial run: no verdict"
+    assert forms.verdict_line(row, "final") == REPRODUCED
+    assert forms.verdict_line(row, "running") == "so far: reproduced"
+    assert forms.verdict_line(row, "partial") == "partial run: no verdict"
 
 
 def test_c7_live_needs_two_pool_cpus_as_the_runner_does():
@@ -95,36 +96,36 @@ ONE_CPU_LINE = "needs two CPUs: this Docker gives the lab one (CPU 0)"
 
 
 def test_on_a_docker_with_one_cpu_the_lab_runs_everything_on_it():
-    assert live.lab_settings(ONE_CPU) == {"server_cpus": "0", "pool_cpus": "0", "load_cpus": "0", "cpus": "0",
+    assert forms.lab_settings(ONE_CPU) == {"server_cpus": "0", "pool_cpus": "0", "load_cpus": "0", "cpus": "0",
                                           "placement": "fixed"}
-    assert live.lab_settings({**ONE_CPU, "LAB_CPUS_AVAILABLE": "0-1"}) == {
+    assert forms.lab_settings({**ONE_CPU, "LAB_CPUS_AVAILABLE": "0-1"}) == {
         "server_cpus": "0", "pool_cpus": "0-1", "load_cpus": "1", "cpus": "0-1", "placement": "fixed"}
-    assert live.lab_settings({**ONE_CPU, "LAB_SERVER_ARGS": "--quiet --placement free"})["placement"] == "free"
-    assert live.configured_cpus(ONE_CPU) == {"server_cpus": "0", "pool_cpus": "0-1", "load_cpus": "1"}
+    assert forms.lab_settings({**ONE_CPU, "LAB_SERVER_ARGS": "--quiet --placement free"})["placement"] == "free"
+    assert forms.configured_cpus(ONE_CPU) == {"server_cpus": "0", "pool_cpus": "0-1", "load_cpus": "1"}
 
 
 def test_the_lab_view_says_which_claims_need_two_cpus_on_a_docker_with_one():
     """Each claim's own experiment declares it (perf1: C4, C7; convoy: C6, C8, C9); the Lab view shows the line
     of experiments[].short_of_cpus, and the claim, if started anyway, is not judged."""
-    settings = live.lab_settings(ONE_CPU)
+    settings = forms.lab_settings(ONE_CPU)
     said = {key: form.describe(settings)["short_of_cpus"] for key, form in FORMS.items()}
     assert {key for key, line in said.items() if line} == {"C4", "C6", "C7", "C8", "C9"}
     assert set(said.values()) == {None, ONE_CPU_LINE}
-    two = live.lab_settings({**ONE_CPU, "LAB_CPUS_AVAILABLE": "0-1"})
+    two = forms.lab_settings({**ONE_CPU, "LAB_CPUS_AVAILABLE": "0-1"})
     assert not any(form.describe(two)["short_of_cpus"] for form in FORMS.values())
     # the pools on one CPU of two: C8 and C9 lack theirs; C6 does not (its load still has a CPU of its own)
-    pools_on_one = live.lab_settings({**ONE_CPU, "LAB_POOL_CPUS": "0", "LAB_CPUS_AVAILABLE": "0-1"})
+    pools_on_one = forms.lab_settings({**ONE_CPU, "LAB_POOL_CPUS": "0", "LAB_CPUS_AVAILABLE": "0-1"})
     said = {key: form.describe(pools_on_one)["short_of_cpus"] for key, form in FORMS.items()}
     assert {key for key, line in said.items() if line} == {"C4", "C7", "C8", "C9"}, said
     form, run = rebuilt(load(next(p for p in RECORDS if p.stem.endswith("C4"))))
     row = form.judge(run, settings)
     assert (row["verdict"], row["measured"], row["short_of_cpus"]) == (NOT_RUN, ONE_CPU_LINE, ONE_CPU_LINE)
-    assert live.verdict_line(row, "running") == live.verdict_line(row, "final") == "not judged: " + ONE_CPU_LINE
+    assert forms.verdict_line(row, "running") == forms.verdict_line(row, "final") == "not judged: " + ONE_CPU_LINE
 
 
 def test_published_addresses_follow_compose():
-    assert live.published_address(live.PUBLISHED[1], "10.0.0.5", "2500") == "10.0.0.5:25002"
-    served = {live.service(s) for s in live.PUBLISHED}
+    assert forms.published_address(forms.PUBLISHED[1], "10.0.0.5", "2500") == "10.0.0.5:25002"
+    served = {forms.service(s) for s in forms.PUBLISHED}
     for form in FORMS.values():  # every server a live form loads is one the compose lab runs
         assert {role.service for role in form.roles} <= served, form.key
 

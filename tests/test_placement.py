@@ -1,4 +1,4 @@
-"""server.placement on real servers: where their threads and workers run; and lab.layout's check that a
+"""server.placement on real servers: where their threads and workers run; and lab.cpu.layout's check that a
 perf2 layout held, on real servers beside a real busy loop (the runner's convoy.measure, driven here
 with local processes instead of containers)."""
 import json
@@ -13,7 +13,7 @@ import pytest
 
 from clients import thread_cpus
 from conftest import REPO
-from lab.experiment import Background, Cell
+from lab.cells import Background, Cell
 from lab.experiments import convoy
 from server import placement
 

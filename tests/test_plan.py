@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from lab import claims, compare, experiments, report
-from lab.document import to_markdown
-from lab.experiment import REPRODUCED, Cell, Context
-from lab.record import load_run
-from lab.run import run_cells
-from lab.store import Run
+from lab import experiments
+from lab.records import verdicts
+from lab.records import compare
+from lab.records import report
+from lab.records.document import to_markdown
+from lab.cells import Cell, Context
+from lab.claims import REPRODUCED
+from lab.records.record import load_run
+from lab.runner.run import run_cells
+from lab.records.store import Run
 from server import strategies
 from test_claims import NOW
 
@@ -84,7 +88,8 @@ TINY = textwrap.dedent('''
     import socket
     import time
 
-    from lab.experiment import Cell, claim
+    from lab.cells import Cell
+    from lab.claims import claim
 
     SIZES = {"quick": dict(round_trips=50), "full": dict(round_trips=500)}
 
@@ -150,7 +155,7 @@ def test_an_experiment_added_as_one_file_is_planned_judged_reported_and_compared
     assert "| X1 | A loopback round trip takes less than a second. | (a fixture) |" in markdown
     compared = to_markdown(compare.build(load_run(run.dir), load_run(run.dir)))
     assert "| tiny | round trip |" in compared and "| X1 | A loopback round trip" in compared
-    assert claims.judge(record) == record["claims"]
+    assert verdicts.judge(record) == record["claims"]
 
 
 def test_an_experiment_module_without_its_parts_is_refused(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, run, unavailable
 from lab.experiments import perf1
 from lab.pythons import image, twin
-from lab.record import verdict_label
+from lab.records.record import verdict_label
 from test_runner import lab_run, only_run
 from wire import ask, connect, read_lines
 

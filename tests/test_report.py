@@ -11,10 +11,13 @@ import sys
 
 import pytest
 
-from lab import compare, experiments, report, wake_up
-from lab.document import Image, to_html, to_markdown
-from lab.experiment import client_limit_note, client_limited
-from lab.record import RunView, load_run
+from lab import experiments
+from lab.records import compare
+from lab.records import report
+from lab.cpu import wake_up
+from lab.records.document import Image, to_html, to_markdown
+from lab.perf2 import client_limit_note, client_limited
+from lab.records.record import RunView, load_run
 from conftest import REPO
 from test_claims import BEFORE, NOW, OLDER
 
@@ -375,7 +378,7 @@ def test_compare_reads_an_old_record_beside_a_new_one(tmp_path):
     assert "Key figures" in proc.stdout and "C13" in proc.stdout  # and on the terminal
 
 
-# What the runner records under environment.wake_up (lab.wake_up), as a run on this 2-CPU machine did.
+# What the runner records under environment.wake_up (lab.cpu.wake_up), as a run on this 2-CPU machine did.
 WAKE_UP = {"same_cpu": 1, "same_cpu_per_s": 48215.2, "echo_cpu": 0, "client_cpu": 1, "across_cpus_per_s": 13410.1,
            "across_cpus_not_measurable": None, "perf2_layout": "across CPUs", "cpuset": "0-1",
            "command": "python -m clients.loopback_floor --duration 1 --same-cpu 1 --across 0,1 --json"}

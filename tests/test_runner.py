@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import REPO
-from lab.cpusets import format_cpuset
+from lab.cpu.cpusets import format_cpuset
 from lab.experiments import perf1
 
 pytestmark = pytest.mark.docker

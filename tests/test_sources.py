@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import listing, pythons
+from lab import pythons
+from lab.records import listing
 from server import handlers, protocol, strategies
 from conftest import REPO
 

@@ -4,7 +4,7 @@ on screen is the runner's own rule on what the live run measured. Screenshots: b
 
 A claim's test measures again when a run was starved, never with a looser rule: when the Lab view
 marked it partial (a failed request, a worker gone), or when its verdict is not the claim's and its
-clients had a request in flight less than STARVED of the time (lab.live.LiveRun.in_flight_share:
+clients had a request in flight less than STARVED of the time (lab.live.forms.LiveRun.in_flight_share:
 the load side, not the server, was short of CPU), or, for C4, C6 and C7, when another job held the
 server's CPUs (two bare processes in its container, just before and after the run, took
 lab.experiments.perf1.STARVED times one's time or more, or fib alone changed speed by more than
@@ -24,9 +24,9 @@ import pytest
 from browser import chromium_driver, screenshot, wait_for_text  # noqa: F401  (fixtures, by import)
 from compose_lab import built, lab, lab_env  # noqa: F401  (fixtures, by import)
 
-from lab.cpusets import parse_cpuset
+from lab.cpu.cpusets import parse_cpuset
 from lab.experiments import convoy, live, perf1
-from lab.wake_up import MEANING
+from lab.cpu.wake_up import MEANING
 
 EXPERIMENTS = live()
 ATTEMPTS = 3  # runs of one claim, when the earlier ones were starved
@@ -252,7 +252,7 @@ def test_the_last_runs_files_download_and_stay_on_the_labs_volume(lab):
 
 
 def test_the_lab_view_measures_the_machines_wake_up_cost_once(lab, record_property):
-    """The master measures both ping-pong floors once (lab.wake_up) on perf2's layout: the echo on the first
+    """The master measures both ping-pong floors once (lab.cpu.wake_up) on perf2's layout: the echo on the first
     pool CPU, the client on the first load CPU, the master's own (its container may use every CPU: only its
     affinity pins it)."""
     deadline = time.monotonic() + 60
@@ -264,7 +264,7 @@ def test_the_lab_view_measures_the_machines_wake_up_cost_once(lab, record_proper
     pool = next(server["cpus"] for server in data["servers"] if server["service"] == "server-threaded")
     (master,) = lab.by_service()["locust-master"]
     (locust,) = [process for process in lab.probe(master["Id"])["procs"] if process["name"] == "locust"]
-    allowed = locust["allowed"]  # lab.pin's PROBE: CPU ids, or a CPU list as /proc/PID/status writes it
+    allowed = locust["allowed"]  # lab.cpu.pin's PROBE: CPU ids, or a CPU list as /proc/PID/status writes it
     echo, client = min(parse_cpuset(pool)), min(parse_cpuset(allowed) if isinstance(allowed, str) else allowed)
     assert (wake_up["echo_cpu"], wake_up["client_cpu"], wake_up["same_cpu"]) == (echo, client, client), wake_up
     assert wake_up["same_cpu_per_s"] > 0 and wake_up["meaning"] == MEANING

@@ -4,7 +4,7 @@ An experiment module reads like a strategy module: its docstring names the claim
 declares, at module level:
 
   SIZES                {mode: params}: its sizes in each mode, quick and full
-  cells(mode)          the cells it measures in that mode (lab.experiment.Cell); the plan names the
+  cells(mode)          the cells it measures in that mode (lab.cells.Cell); the plan names the
                        experiment and the Python, runs it on each Python of the run, and drops the
                        cells of a strategy that Python cannot run
   measure(ctx, cell)   the measurements of one cell: a small dict for the record (raw files go
@@ -17,7 +17,7 @@ declares, at module level:
   claims               the claims it backs, each a rule function decorated with @claim
   SUPPORTS             the claims it explains without judging them (optional), e.g. ("C6",)
   PER_PYTHON = False   for an experiment of the load side, measured once in a run over several Pythons
-  LIVE                 its live forms for the running lab's Locust (lab.live.Experiment), judged by
+  LIVE                 its live forms for the running lab's Locust (lab.live.forms.Experiment), judged by
                        the same claims (optional)
 
 Experiments run, and their sections read, in the order of the claims they back or support.
@@ -25,7 +25,8 @@ Experiments run, and their sections read, in the order of the claims they back o
 import pkgutil
 from importlib import import_module
 
-from lab.experiment import Cell, Claim, claim_order, experiment_name
+from lab.cells import Cell, experiment_name
+from lab.claims import Claim, claim_order
 from lab.pythons import version_tuple
 from server import strategies as server_strategies
 

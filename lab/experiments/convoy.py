@@ -11,10 +11,14 @@ import statistics
 import time
 from contextlib import nullcontext
 
-from lab import layout, live, plots
-from lab.cpusets import parse_cpuset
-from lab.document import Heading, Paragraph
-from lab.experiment import Cell, NotRun, claim, pct, rate, target
+from lab.cpu import layout
+from lab.live import forms
+from lab.records import plots
+from lab.cpu.cpusets import parse_cpuset
+from lab.records.document import Heading, Paragraph
+from lab.cells import Cell, target
+from lab.claims import NotRun, claim, pct
+from lab.perf2 import rate
 from lab.pythons import version_tuple
 from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, runs_on,
                                subinterpreters, threaded, threshold_pool)
@@ -47,7 +51,7 @@ def estimate_s(size):
 
 
 def measure(ctx, cell, beside=None):
-    """perf2 with the long request in the middle, in the run's perf2 layout (lab.layout); a cell whose
+    """perf2 with the long request in the middle, in the run's perf2 layout (lab.cpu.layout); a cell whose
     layout did not hold, before against during, is measured again, up to ATTEMPTS times in all, and
     keeps the last attempt's reasons in layout_changes. beside(server), if given, is a context manager
     held around the clients (the GIL sampler of gil_share, whose own sampling is left unchecked)."""
@@ -153,7 +157,7 @@ def in_layout(m):
 
 
 LAYOUT_RULE = ("perf2 measured in one layout (the server's answering thread on its first CPU, the client on the "
-               "load's first CPU: lab.layout), a cell whose layout changed between before and during measured "
+               "load's first CPU: lab.cpu.layout), a cell whose layout changed between before and during measured "
                f"again, up to {ATTEMPTS} times, and not judged if it changed every time")
 
 
@@ -265,24 +269,24 @@ def rates_per_bucket(perf2, start):
 def live_convoy(claim_, strategy, about, compared=None, min_cpus=1, min_lab_cpus=1):
     """The live form of C6, C8 and C9: perf2 (fib(1) in a loop) on `strategy`, and one long request
     after LIVE_DELAY_S; with `compared`, perf2 alone on that server first, for the rule's comparison."""
-    short = live.Role("perf2", strategy, 1)
-    long = live.Role("long_request", strategy, LIVE_LONG_N, once_after_s=LIVE_DELAY_S)
-    convoy = live.Stage(LIVE_DELAY_S + 2, (short.key, long.key), until_done=long.key,
+    short = forms.Role("perf2", strategy, 1)
+    long = forms.Role("long_request", strategy, LIVE_LONG_N, once_after_s=LIVE_DELAY_S)
+    convoy = forms.Stage(LIVE_DELAY_S + 2, (short.key, long.key), until_done=long.key,
                         label=f"perf2 on {strategy.NAME}, fib({LIVE_LONG_N}) at {LIVE_DELAY_S:g} s")
     roles, stages = (short, long), (convoy,)
     if compared is not None:
-        alone = live.Role("perf2_alone", compared, 1)
-        roles, stages = (alone, *roles), (live.Stage(LIVE_ALONE_S, (alone.key,), label=f"perf2 on {compared.NAME}"),
+        alone = forms.Role("perf2_alone", compared, 1)
+        roles, stages = (alone, *roles), (forms.Stage(LIVE_ALONE_S, (alone.key,), label=f"perf2 on {compared.NAME}"),
                                           convoy)
 
     def cells(run):
-        found = live.convoy_cells(run, strategy, short.request_name, long, *run.window(len(stages) - 1))
+        found = forms.convoy_cells(run, strategy, short.request_name, long, *run.window(len(stages) - 1))
         if compared is not None:
-            found.update(live.convoy_cells(run, compared, alone.request_name, None, *run.window(0)))
+            found.update(forms.convoy_cells(run, compared, alone.request_name, None, *run.window(0)))
         return found
 
     title = f"{claim_.id}: the convoy on {strategy.NAME}" + (f", next to {compared.NAME}" if compared else "")
-    return live.Experiment(claim_, title, roles=roles, stages=stages, cells=cells, about=about, min_cpus=min_cpus,
+    return forms.Experiment(claim_, title, roles=roles, stages=stages, cells=cells, about=about, min_cpus=min_cpus,
                            min_lab_cpus=min_lab_cpus)
 
 

@@ -1,6 +1,7 @@
 """echo_clients: N echo clients, all connected at once, are all served by a thread each (C2)."""
-from lab import live
-from lab.experiment import Cell, claim, experiment_name, target
+from lab.live import forms
+from lab.cells import Cell, experiment_name, target
+from lab.claims import claim
 from server.strategies import threaded
 
 SIZES = {"quick": dict(clients=50), "full": dict(clients=200)}
@@ -31,19 +32,19 @@ def c2(measured):
 
 def live_clients():
     """The live form of C2: LIVE_CLIENTS clients connect at once, each asks fib(1) and holds on."""
-    clients = live.Role("client", threaded, 1, users=LIVE_CLIENTS, once_after_s=0.0, hold=True)
+    clients = forms.Role("client", threaded, 1, users=LIVE_CLIENTS, once_after_s=0.0, hold=True)
 
     def cells(run):
         asked = run.requests(clients.key)
         if len(asked) < LIVE_CLIENTS:
-            raise live.NotEnough(f"not enough data yet: {len(asked)} of {LIVE_CLIENTS} clients answered")
+            raise forms.NotEnough(f"not enough data yet: {len(asked)} of {LIVE_CLIENTS} clients answered")
         return {Cell(experiment_name(__name__), threaded).label: {
             "clients": LIVE_CLIENTS, "served": sum(1 for r in asked if r["succeeded"]),
             "serve_s": max(r["ended_at"] for r in asked) - min(r["started_at"] for r in asked)}}
 
-    return live.Experiment(
+    return forms.Experiment(
         c2, f"C2: {LIVE_CLIENTS} clients at once on {threaded.NAME}", roles=(clients,),
-        stages=(live.Stage(3, (clients.key,), until_done=clients.key, label=f"{LIVE_CLIENTS} clients connect"),),
+        stages=(forms.Stage(3, (clients.key,), until_done=clients.key, label=f"{LIVE_CLIENTS} clients connect"),),
         cells=cells, about=f"{LIVE_CLIENTS} clients connect at once and each asks fib(1) (the batch cell uses the "
                            "echo handler): a thread each serves them all, while every one stays connected.")
 

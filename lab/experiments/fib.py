@@ -1,5 +1,6 @@
 """fib: fib(n) over the wire, answered correctly, and taking steeply longer as n grows (C3)."""
-from lab.experiment import Cell, claim, target
+from lab.cells import Cell, target
+from lab.claims import claim
 from server.strategies import threaded
 
 SIZES = {"quick": dict(ns=[10, 20, 32]), "full": dict(ns=[10, 20, 30, 35])}

@@ -10,13 +10,14 @@ reads the server from a side container (lab.gil_sampler) while the same clients 
 The cells are separate from convoy's and perf1's, so that the sampler's own CPU never touches the
 figures the claims are judged on.
 """
-from lab import plots
-from lab.document import Heading, Paragraph, Table
-from lab.experiment import Cell, pct, target
+from lab.records import plots
+from lab.records.document import Heading, Paragraph, Table
+from lab.cells import Cell, target
+from lab.claims import pct
 from lab.experiments import convoy
 from lab.gil_sampler import HELD, Sampling
 from lab.pythons import free_threaded
-from lab.record import python_build
+from lab.records.record import python_build
 from server.strategies import threaded
 
 RATE_HZ = 25  # a py-spy dump costs about 5 ms of CPU on the load CPU

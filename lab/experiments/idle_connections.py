@@ -6,7 +6,8 @@ has RSS only, and its figures and text are as they were.
 """
 import time
 
-from lab.experiment import Cell, claim, target
+from lab.cells import Cell, target
+from lab.claims import claim
 from server.strategies import asyncio_inline, generators, threaded
 
 SIZES = {"quick": dict(connections=2000, hold_s=1.0), "full": dict(connections=10000, hold_s=4.0)}

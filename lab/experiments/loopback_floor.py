@@ -1,7 +1,7 @@
 """loopback_floor: a bare socket ping-pong in perf2's layout, the fastest any server could answer there,
 the same ping-pong on one CPU, and the perf2 client's own ceiling.
 
-perf2's layout (lab.wake_up): the echo on the first pool CPU, the client on the first load CPU, in a
+perf2's layout (lab.cpu.wake_up): the echo on the first pool CPU, the client on the first load CPU, in a
 container of the lab image on those two CPUs. It measures no server's Python, so a run over several
 Pythons measures it once. The perf2 rates of C8 and C10 are read next to it, and every perf2 rate
 against the ceiling: one near it may be the client's limit.
@@ -9,9 +9,12 @@ against the ceiling: one near it may be the client's limit.
 import math
 
 from clients.loopback_floor import SAME
-from lab import environment, plots, wake_up
-from lab.document import Heading, Paragraph, Table
-from lab.experiment import CLIENT_LIMITED_RULE, Cell, client_limit_note, experiment_name, rate
+from lab.runner import environment
+from lab.records import plots
+from lab.cpu import wake_up
+from lab.records.document import Heading, Paragraph, Table
+from lab.cells import Cell, experiment_name
+from lab.perf2 import CLIENT_LIMITED_RULE, client_limit_note, rate
 from lab.experiments import convoy, prefork_lockout, switch_interval
 
 SIZES = {"quick": dict(duration_s=1.5), "full": dict(duration_s=3.0)}

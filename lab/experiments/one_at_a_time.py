@@ -1,7 +1,8 @@
 """one_at_a_time: while one client holds its connection, a second client's request waits for its close (C1)."""
 import threading
 
-from lab.experiment import Cell, claim, target
+from lab.cells import Cell, target
+from lab.claims import claim
 from server.strategies import sequential
 
 SIZES = {"quick": dict(hold_s=1.0), "full": dict(hold_s=4.0)}

@@ -7,10 +7,12 @@ scenario drives it (through the running lab's master when it is up, the room wat
 import math
 import statistics
 
-from lab import live, plots
-from lab.cpusets import parse_cpuset
-from lab.document import Heading, Paragraph, Table
-from lab.experiment import REPRODUCED, Cell, NotRun, claim, experiment_name, target
+from lab.live import forms
+from lab.records import plots
+from lab.cpu.cpusets import parse_cpuset
+from lab.records.document import Heading, Paragraph, Table
+from lab.cells import Cell, experiment_name, target
+from lab.claims import REPRODUCED, NotRun, claim
 from server.strategies import asyncio_inline, prefork, process_pool, threaded, threshold_pool
 
 SIZES = {"quick": dict(n=27, duration_s=2.0), "full": dict(n=30, duration_s=6.0)}
@@ -294,7 +296,7 @@ def single_thread(view, python, views):
 
 def live_doubling(claim_, strategy, about):
     """The live form of C4 and C7: the article's perf1 (fib(30)) alone, then a second perf1 joins."""
-    first, second = live.Role("first_client", strategy, LIVE_N), live.Role("second_client", strategy, LIVE_N)
+    first, second = forms.Role("first_client", strategy, LIVE_N), forms.Role("second_client", strategy, LIVE_N)
     name = first.request_name  # both clients ask the same: one series
 
     def cells(run):
@@ -304,10 +306,10 @@ def live_doubling(claim_, strategy, about):
             "n": LIVE_N, "one_client_mean_s": one, "two_clients_mean_s": two, "ratio": two / one,
             "samples": one_count + two_count, "load": "locust-live"}}
 
-    return live.Experiment(
+    return forms.Experiment(
         claim_, f"{claim_.id}: perf1, 1 client then 2, on {strategy.NAME}", roles=(first, second),
-        stages=(live.Stage(LIVE_STAGE_S, (first.key,), label="1 client"),
-                live.Stage(LIVE_STAGE_S, (first.key, second.key), label="2 clients")),
+        stages=(forms.Stage(LIVE_STAGE_S, (first.key,), label="1 client"),
+                forms.Stage(LIVE_STAGE_S, (first.key, second.key), label="2 clients")),
         cells=cells, about=about, min_cpus=MIN_CPUS)
 
 

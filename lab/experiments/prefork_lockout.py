@@ -2,9 +2,12 @@
 import statistics
 import time
 
-from lab import layout, live
-from lab.cpusets import parse_cpuset
-from lab.experiment import Cell, NotRun, claim, experiment_name, pct, rate, target
+from lab.cpu import layout
+from lab.live import forms
+from lab.cpu.cpusets import parse_cpuset
+from lab.cells import Cell, experiment_name, target
+from lab.claims import NotRun, claim, pct
+from lab.perf2 import rate
 from lab.experiments import convoy, loopback_floor
 from server import placement
 from server.strategies import prefork, threaded
@@ -18,7 +21,7 @@ def cells(mode):
 
 
 def measure(ctx, cell):
-    """perf2 on one child, in the run's perf2 layout (lab.layout): the kernel hands each new connection to
+    """perf2 on one child, in the run's perf2 layout (lab.cpu.layout): the kernel hands each new connection to
     whichever child waits, so a perf2 answered on another CPU than the layout's is asked again, on a new
     connection (another child), up to ATTEMPTS times; then N long requests and a late client."""
     p = cell.params
@@ -72,30 +75,30 @@ def c10(measured):
 def live_lockout():
     """The live form of C10: perf2 on the threaded server, then on the forked children, then one long
     request per child and a client that comes late."""
-    alone = live.Role("perf2_alone", threaded, 1)
-    perf2 = live.Role("perf2", prefork, 1)
-    long = live.Role("long_request", prefork, SIZES["full"]["long_n"], once_after_s=0.5, per_pool_cpu=True)
-    late = live.Role("late_client", prefork, 1, once_after_s=1.5)
+    alone = forms.Role("perf2_alone", threaded, 1)
+    perf2 = forms.Role("perf2", prefork, 1)
+    long = forms.Role("long_request", prefork, SIZES["full"]["long_n"], once_after_s=0.5, per_pool_cpu=True)
+    late = forms.Role("late_client", prefork, 1, once_after_s=1.5)
 
     def cells(run):
         longs, (late_request,) = run.requests(long.key), run.requests(late.key)
         if len(longs) < long.count(run.settings):
-            raise live.NotEnough("not enough data yet: waiting for every long request to end")
-        rate_per_s = live.mean([count for _, count in run.buckets(perf2.request_name, *run.window(1))["buckets"][1:]])
-        found = live.convoy_cells(run, threaded, alone.request_name, None, *run.window(0))
+            raise forms.NotEnough("not enough data yet: waiting for every long request to end")
+        rate_per_s = forms.mean([count for _, count in run.buckets(perf2.request_name, *run.window(1))["buckets"][1:]])
+        found = forms.convoy_cells(run, threaded, alone.request_name, None, *run.window(0))
         found[Cell(experiment_name(loopback_floor)).label] = run.load_side(experiment_name(loopback_floor))
         found[Cell(experiment_name(__name__), prefork).label] = {
             "workers": len(longs), "rate_per_s": rate_per_s,
             "late_wait_s": late_request["ended_at"] - late_request["started_at"],
-            "long_s": live.mean([r["ended_at"] - r["started_at"] for r in longs]),
+            "long_s": forms.mean([r["ended_at"] - r["started_at"] for r in longs]),
             "late_reply_after_first_free_s": late_request["ended_at"] - min(r["ended_at"] for r in longs)}
         return found
 
-    return live.Experiment(
+    return forms.Experiment(
         c10, f"C10: {prefork.NAME}'s lockout, next to {threaded.NAME}", roles=(alone, perf2, long, late),
-        stages=(live.Stage(5, (alone.key,), label=f"perf2 on {threaded.NAME}"),
-                live.Stage(5, (perf2.key,), label=f"perf2 on {prefork.NAME}"),
-                live.Stage(3, (long.key, late.key), until_done=long.key, label="a long request per child, a late client")),
+        stages=(forms.Stage(5, (alone.key,), label=f"perf2 on {threaded.NAME}"),
+                forms.Stage(5, (perf2.key,), label=f"perf2 on {prefork.NAME}"),
+                forms.Stage(3, (long.key, late.key), until_done=long.key, label="a long request per child, a late client")),
         cells=cells, about=f"{prefork.NAME} answers perf2 fast (no pool in between), but once every child holds a long "
                            "request, a new client waits until one is free.")
 

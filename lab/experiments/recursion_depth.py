@@ -2,7 +2,8 @@
 
 It measures the interpreter itself, so it runs in the server's Python (--python) rather than beside it.
 """
-from lab.experiment import Cell, claim
+from lab.cells import Cell
+from lab.claims import claim
 
 SIZES = {"quick": {}, "full": {}}
 

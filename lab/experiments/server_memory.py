@@ -10,9 +10,9 @@ in the listen backlog, the kernel's memory: its processes do not grow.
 """
 import math
 
-from lab import plots
-from lab.document import Heading, Paragraph, Table
-from lab.experiment import Cell
+from lab.records import plots
+from lab.records.document import Heading, Paragraph, Table
+from lab.cells import Cell
 from lab.experiments.idle_connections import MEMORY, while_held
 from server import strategies
 from server.strategies import asyncio_inline, prefork, process_pool, sequential, threaded

@@ -4,9 +4,11 @@ perf2's thread lets go of the GIL at every socket call, and to get it back it wa
 interval before it asks the long request's thread to let go: while fib(n) runs, perf2 advances about
 once per interval. The rate during the long request follows 1/interval.
 """
-from lab import plots
-from lab.document import Heading, Paragraph, Table
-from lab.experiment import Cell, pct, rate
+from lab.records import plots
+from lab.records.document import Heading, Paragraph, Table
+from lab.cells import Cell
+from lab.claims import pct
+from lab.perf2 import rate
 from lab.experiments import convoy
 from server.strategies import threaded
 

@@ -4,7 +4,8 @@ It measures the interpreter itself, so it runs in the server's Python (--python)
 Beside RSS per thread it records USS and PSS per thread (smaps_rollup); a record made before has
 none, and its figures and text are as they were.
 """
-from lab.experiment import Cell, claim
+from lab.cells import Cell
+from lab.claims import claim
 
 SIZES = {"quick": dict(threads=1000), "full": dict(threads=1000)}
 

@@ -8,12 +8,13 @@ import sys
 
 from rich.console import Console
 
-from lab import across_pythons, wake_up
-from lab.document import CHANGED, Heading, Paragraph, Table, to_markdown, to_terminal
-from lab.experiment import CLIENT_LIMITED_RULE, rate
+from lab.records import across_pythons
+from lab.cpu import wake_up
+from lab.records.document import CHANGED, Heading, Paragraph, Table, to_markdown, to_terminal
+from lab.perf2 import CLIENT_LIMITED_RULE, rate
 from lab.experiments import loopback_floor
-from lab.record import RunView, environment_rows, load_run, one_line_errors, verdict_label
-from lab.store import write_atomic
+from lab.records.record import RunView, environment_rows, load_run, one_line_errors, verdict_label
+from lab.records.store import write_atomic
 
 PROG = "lab compare"
 MARK = "◀"  # marks, in the text too (Markdown shows no colour), a row that differs between the runs

@@ -10,8 +10,8 @@ from functools import cached_property
 from pathlib import Path
 
 from lab import experiments
-from lab.experiment import Cell, experiment_name
-from lab.store import SCHEMA_1, Run
+from lab.cells import Cell, experiment_name
+from lab.records.store import SCHEMA_1, Run
 from server.strategies import key
 
 

@@ -1,19 +1,20 @@
 """What the benchmarks (scripts/bench-*) share: a server on its own CPU, the load on the others, named as
-lab.layout names the runner's perf2 layout."""
+lab.cpu.layout names the runner's perf2 layout."""
 import os
 import select
 import signal
 import subprocess
 import sys
 
-from lab import REPO, layout
+from lab import REPO
+from lab.cpu import layout
 from server.strategies import threaded
 
 STARTUP_TIMEOUT_S = 30
 
 
 def cpu_plan(load="the load", one_client_cpu=False):
-    """(server CPUs, load CPUs, the layout in words, lab.layout's): the server on the first CPU this process
+    """(server CPUs, load CPUs, the layout in words, lab.cpu.layout's): the server on the first CPU this process
     may use, the load on the others, or on the second only with one_client_cpu (a single client, which
     must not move between CPUs either: a rate across CPUs is several times one on the same CPU)."""
     cpus = sorted(os.sched_getaffinity(0))

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import docker
 
-from lab import REPO, layout, wake_up
-from lab.containers import client_record
-from lab.cpusets import format_cpuset
+from lab import REPO
+from lab.cpu import layout
+from lab.cpu import wake_up
+from lab.runner.containers import client_record
+from lab.cpu.cpusets import format_cpuset
 from lab.pythons import image as python_image
 
 
@@ -42,7 +44,7 @@ def describe(lab, settings, unbuilt=None):
 
 
 def wake_up_entry(lab, settings):
-    """Both ping-pong floors (lab.wake_up), measured at the run's start; if they cannot be, why, in their
+    """Both ping-pong floors (lab.cpu.wake_up), measured at the run's start; if they cannot be, why, in their
     place: the run goes on without them."""
     try:
         return wake_up.summary(floors(lab, settings, wake_up.DURATION_S), wake_up.command(settings))
@@ -52,7 +54,7 @@ def wake_up_entry(lab, settings):
 
 def floors(lab, settings, duration_s):
     """clients.loopback_floor's record, run alone in a container of the lab image whose CPUs are the perf2
-    layout's two (lab.layout.cpus): the client pins each end within them."""
+    layout's two (lab.cpu.layout.cpus): the client pins each end within them."""
     cpus = format_cpuset(set(layout.cpus(settings)))
     code, out, err = lab.run_on_cpus(cpus, wake_up.command(settings, duration_s), timeout=wake_up.TIMEOUT_S)
     return {**client_record("loopback_floor", code, out, err), "cpuset": cpus}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
-from lab.document import Image
+from lab.records.document import Image
 
 BEFORE, DURING, FLOOR, LONG = "tab:blue", "tab:red", "tab:gray", "tab:orange"
 WIDTH_IN = 9.0

@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from lab.compose import ROLE_LABEL, SERVICE_LABEL
+from lab.runner.compose import ROLE_LABEL, SERVICE_LABEL
 
 LOCUSTFILES = "/app/locustfiles"
 USER_CLASS = {"perf1": "Perf1User"}

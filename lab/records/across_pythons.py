@@ -6,9 +6,9 @@ GIL build, how do subinterpreters compare with processes. One more column splits
 has a free-threaded build's twin (images/pythons.tsv): free-threading alone, and the build alone.
 """
 from lab import experiments, pythons
-from lab.document import Table
+from lab.records.document import Table
 from lab.experiments import perf1
-from lab.record import RunView, python_build
+from lab.records.record import RunView, python_build
 from server.strategies import threaded
 
 

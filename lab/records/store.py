@@ -3,8 +3,8 @@
 The record is what the report and compare read, and all they read:
   run_id, status     'running', 'complete' or 'incomplete'; started_at, ended_at
   settings           what was asked: mode, strategies, experiments, pythons, CPU sets, image, load
-  environment        what every figure depends on (lab.environment)
-  planned            the cells the run set out to measure, in order, each as its fields (lab.experiment.Cell)
+  environment        what every figure depends on (lab.runner.environment)
+  planned            the cells the run set out to measure, in order, each as its fields (lab.cells.Cell)
   cells              {cell id: its fields, status ('ok' or 'failed'), measurements, figures, error}
   claims             the verdicts, judged each time a cell was saved, each with its rule's text and version
 

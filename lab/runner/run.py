@@ -16,13 +16,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lab import REPO, across_pythons, claims, environment, experiments, pythons
-from lab.containers import Lab, LabError
-from lab.cpusets import parse_cpuset
-from lab.document import Heading, Paragraph, Table, to_terminal
-from lab.experiment import Cell, Context
-from lab.locust_load import HeadlessLocust, LiveLocust
-from lab.store import Run
+from lab import REPO, experiments, pythons
+from lab.records import across_pythons
+from lab.records import verdicts
+from lab.runner import environment
+from lab.runner.containers import Lab, LabError
+from lab.cpu.cpusets import parse_cpuset
+from lab.records.document import Heading, Paragraph, Table, to_terminal
+from lab.cells import Cell, Context
+from lab.runner.locust_load import HeadlessLocust, LiveLocust
+from lab.records.store import Run
 from server import layouts, strategies
 
 PROG = "lab run"
@@ -183,8 +186,8 @@ def main(argv=None):
         console.print(f"{PROG}: Docker failed: {e}", markup=False, style="red")
     complete = all(run.done(cell.id) for cell in cells)
     run.finish("complete" if complete else "incomplete")
-    summary = [Heading(f"claims, run {run.id} ({run.record['status']})"), Paragraph(claims.counts(run.record["claims"])),
-               claims.table(run.record["claims"], brief=True)]
+    summary = [Heading(f"claims, run {run.id} ({run.record['status']})"), Paragraph(verdicts.counts(run.record["claims"])),
+               verdicts.table(run.record["claims"], brief=True)]
     if settings.get("pythons"):
         summary += [Heading("across Pythons and builds"), across_pythons.table(run)]
     to_terminal(summary, console)
@@ -287,7 +290,7 @@ def run_cells(ctx, cells, unbuilt=None):
             except Exception as e:  # a failed cell is a result too; the run goes on
                 result = {"status": "failed", "measurements": None, "error": f"{type(e).__name__}: {e}",
                           "traceback": traceback.format_exc()}
-            run.save_cell(cell, {"started_at": started, "ended_at": time.time(), **result}, claims.judge)
+            run.save_cell(cell, {"started_at": started, "ended_at": time.time(), **result}, verdicts.judge)
             mark = "[green]ok[/green]" if result["status"] == "ok" else f"[red]failed: {escape(result['error'])}[/red]"
             progress.console.print(f"{cell.id}: {mark} ({time.time() - started:.1f} s)")
             progress.update(task, advance=cell.estimate_s, done=i + 1)

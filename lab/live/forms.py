@@ -19,9 +19,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lab import layout
-from lab.cpusets import format_cpuset, parse_cpuset, pinned
-from lab.experiment import NOT_RUN, Cell, Claim, Measured, NotRun, experiment_name
+from lab.cpu import layout
+from lab.cpu.cpusets import format_cpuset, parse_cpuset, pinned
+from lab.cells import Cell, experiment_name
+from lab.claims import NOT_RUN, Claim, Measured, NotRun
 from server.protocol import PORT
 from server import affinity, layouts, placement, strategies
 from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, sequential, threaded,

@@ -7,7 +7,7 @@ here (sock.send(b'1'); sock.recv(100), nothing else), each for --duration second
 round's ratio lab / bare of requests per second, then the median of the rounds. A ratio near 1 means
 the lab's client costs no more than the article's loop; perf2, whose requests are the cheapest, shows
 the client's own cost most. With 2 or more CPUs the server runs on the first CPU and the clients on
-the second, in the runner's perf2 layout (across CPUs; lab.layout), which the output names.
+the second, in the runner's perf2 layout (across CPUs; lab.cpu.layout), which the output names.
 """
 import argparse
 import json
@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 
-from lab.bench import cpu_plan, pinned_to, start_server, stop
+from lab.bench.common import cpu_plan, pinned_to, start_server, stop
 
 # The article's loop, as a hand-run script would have it: perf2 asks fib(1), perf1 fib(n). It prints
 # requests per second.

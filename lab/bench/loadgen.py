@@ -49,7 +49,7 @@ from typing import NamedTuple
 import psutil
 
 from lab import REPO
-from lab.bench import STARTUP_TIMEOUT_S, cpu_plan, pinned_to, start_server, stop
+from lab.bench.common import STARTUP_TIMEOUT_S, cpu_plan, pinned_to, start_server, stop
 
 LOCUSTFILE = REPO / "locustfiles" / "echo.py"
 NO_IO_LOCUSTFILE = REPO / "locustfiles" / "_no_io.py"

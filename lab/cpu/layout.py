@@ -7,7 +7,7 @@ answering thread on the server's first CPU, the client on the load's first CPU. 
 comparison in which the layout did not hold is measured again: an answering thread seen on a CPU other
 than where it ran before, or a CPU of the server's that another job took, or left, in the middle.
 """
-from lab.cpusets import parse_cpuset
+from lab.cpu.cpusets import parse_cpuset
 from server import strategies
 
 MIN_SHARE = 0.05  # a thread busy less than this in a phase says little about where it runs

@@ -33,7 +33,7 @@ class Table:
 class Image:
     name: str
     caption: str
-    plot: object  # anything with .png (PNG bytes), drawn when first asked for: lab.plots.Plot
+    plot: object  # anything with .png (PNG bytes), drawn when first asked for: lab.records.plots.Plot
 
     @property
     def path(self):

@@ -2,21 +2,21 @@
 (clients.loopback_floor) with the echo and the client on one CPU and across two, on the CPUs of the
 lab's perf2 layout (the server's answering thread on the first pool CPU, the client on the first load CPU).
 
-A run records it under environment.wake_up (lab.environment), the Lab view under wake_up in /lab/data;
+A run records it under environment.wake_up (lab.runner.environment), the Lab view under wake_up in /lab/data;
 the report, compare and the Lab view show it with MEANING, written here once.
 """
 import subprocess
 import sys
 
 from clients import common
-from lab import layout
+from lab.cpu import layout
 
 MEANING = ("A bare ping-pong on one CPU and across two: their ratio is this machine's cost of waking a CPU; "
            "a perf2 rate is comparable only with the floor of its own layout.")
 DURATION_S = 1.0  # the three loops of a run's start: a third of a second each
 TIMEOUT_S = 30
 NOT_MEASURED = "not measured"
-ENVIRONMENT_KEY = "environment.wake_up"  # its leaves' labels in lab.record.environment_rows
+ENVIRONMENT_KEY = "environment.wake_up"  # its leaves' labels in lab.records.record.environment_rows
 # What a run or the Lab view keeps of clients.loopback_floor's record.
 FIELDS = ("same_cpu", "same_cpu_per_s", "echo_cpu", "client_cpu", "across_cpus_per_s", "across_cpus_not_measurable",
           "perf2_layout", "cpuset")
@@ -107,7 +107,7 @@ def rows(environment):
 
 
 def without(environment_rows):
-    """lab.record.environment_rows without environment.wake_up's raw leaves: rows() shows them."""
+    """lab.records.record.environment_rows without environment.wake_up's raw leaves: rows() shows them."""
     return [(label, text) for label, text in environment_rows if not label.startswith(ENVIRONMENT_KEY + ".")]
 
 

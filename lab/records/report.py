@@ -7,10 +7,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab import across_pythons, claims, experiments, plots, wake_up
-from lab.document import Details, Heading, Image, Paragraph, Table, to_html, to_markdown
-from lab.record import RunView, environment_rows, load_run, one_line_errors, python_build, summary_line
-from lab.store import write_atomic
+from lab import experiments
+from lab.records import across_pythons
+from lab.records import verdicts
+from lab.records import plots
+from lab.cpu import wake_up
+from lab.records.document import Details, Heading, Image, Paragraph, Table, to_html, to_markdown
+from lab.records.record import RunView, environment_rows, load_run, one_line_errors, python_build, summary_line
+from lab.records.store import write_atomic
 
 PROG = "lab report"
 
@@ -30,7 +34,7 @@ def build(run):
                              "'t' against 'g' is what free-threading costs, 'g' against the distribution's "
                              "build of the same version what the build lacks."),
                    across_pythons.table(run)]
-    blocks += [Heading("Claims"), *claims.section(whole.verdicts())]
+    blocks += [Heading("Claims"), *verdicts.section(whole.verdicts())]
     if record["settings"].get("pythons"):
         for python, part in whole.parts().items():
             blocks.append(Heading(f"Python {python}: {python_build(part.environment.get('python'))}"))

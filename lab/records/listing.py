@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from lab import experiments
-from lab.document import Table, to_markdown
+from lab.records.document import Table, to_markdown
 from lab.experiments import MODES
 
 
@@ -27,7 +27,7 @@ def cells_text(name, mode):
 
 
 def live_text(module, markdown=False):
-    """Its named experiments in the running lab's Locust (lab.live): 'C6_the_convoy_on_threaded; ...'."""
+    """Its named experiments in the running lab's Locust (lab.live.forms): 'C6_the_convoy_on_threaded; ...'."""
     names = [form.shape_name for form in getattr(module, "LIVE", ())]
     return "; ".join(f"`{name}`" if markdown else name for name in names) or "–"
 

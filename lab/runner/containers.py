@@ -1,7 +1,7 @@
 """The containers of one run, through the docker SDK: a private network, one load container that
 runs the clients, and one server container at a time. Load never runs on the server's CPUs.
 
-They are hardened as compose's are, from compose's own definition (lab.compose); the engine's
+They are hardened as compose's are, from compose's own definition (lab.runner.compose); the engine's
 default open-file limit (20,000 or more) covers C13's 10,000 connections.
 """
 import contextlib
@@ -12,8 +12,8 @@ import time
 import docker
 
 from clients import process_memory
-from lab import compose
-from lab.experiment import Background
+from lab.runner import compose
+from lab.cells import Background
 from lab.pythons import image as python_image
 from server.protocol import PORT as SERVER_PORT  # every server listens here inside its container
 

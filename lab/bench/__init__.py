@@ -1,0 +1,1 @@
+"""The lab's benchmarks (scripts/bench-*): figures measured side by side in one run, never asserted."""
