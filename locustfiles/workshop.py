@@ -111,7 +111,7 @@ class LiveShape(LoadTestShape):
     """An experiment's stages, one after the other (the class is made per experiment, below)."""
 
     abstract = True
-    experiment: forms.Experiment = None
+    experiment: forms.LiveForm = None
 
     def tick(self):
         return LAB.tick(self)

@@ -17,7 +17,7 @@ declares, at module level:
   claims               the claims it backs, each a rule function decorated with @claim
   SUPPORTS             the claims it explains without judging them (optional), e.g. ("C6",)
   PER_PYTHON = False   for an experiment of the load side, measured once in a run over several Pythons
-  LIVE                 its live forms for the running lab's Locust (lab.live.forms.Experiment), judged by
+  LIVE                 its live forms for the running lab's Locust (lab.live.forms.LiveForm), judged by
                        the same claims (optional)
 
 Experiments run, and their sections read, in the order of the claims they back or support.

@@ -286,7 +286,7 @@ def live_convoy(claim_, strategy, about, compared=None, min_cpus=1, min_lab_cpus
         return found
 
     title = f"{claim_.id}: the convoy on {strategy.NAME}" + (f", next to {compared.NAME}" if compared else "")
-    return forms.Experiment(claim_, title, roles=roles, stages=stages, cells=cells, about=about, min_cpus=min_cpus,
+    return forms.LiveForm(claim_, title, roles=roles, stages=stages, cells=cells, about=about, min_cpus=min_cpus,
                            min_lab_cpus=min_lab_cpus)
 
 

@@ -42,7 +42,7 @@ def live_clients():
             "clients": LIVE_CLIENTS, "served": sum(1 for r in asked if r["succeeded"]),
             "serve_s": max(r["ended_at"] for r in asked) - min(r["started_at"] for r in asked)}}
 
-    return forms.Experiment(
+    return forms.LiveForm(
         c2, f"C2: {LIVE_CLIENTS} clients at once on {threaded.NAME}", roles=(clients,),
         stages=(forms.Stage(3, (clients.key,), until_done=clients.key, label=f"{LIVE_CLIENTS} clients connect"),),
         cells=cells, about=f"{LIVE_CLIENTS} clients connect at once and each asks fib(1) (the batch cell uses the "

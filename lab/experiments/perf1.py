@@ -306,7 +306,7 @@ def live_doubling(claim_, strategy, about):
             "n": LIVE_N, "one_client_mean_s": one, "two_clients_mean_s": two, "ratio": two / one,
             "samples": one_count + two_count, "load": "locust-live"}}
 
-    return forms.Experiment(
+    return forms.LiveForm(
         claim_, f"{claim_.id}: perf1, 1 client then 2, on {strategy.NAME}", roles=(first, second),
         stages=(forms.Stage(LIVE_STAGE_S, (first.key,), label="1 client"),
                 forms.Stage(LIVE_STAGE_S, (first.key, second.key), label="2 clients")),

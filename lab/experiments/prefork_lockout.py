@@ -94,7 +94,7 @@ def live_lockout():
             "late_reply_after_first_free_s": late_request["ended_at"] - min(r["ended_at"] for r in longs)}
         return found
 
-    return forms.Experiment(
+    return forms.LiveForm(
         c10, f"C10: {prefork.NAME}'s lockout, next to {threaded.NAME}", roles=(alone, perf2, long, late),
         stages=(forms.Stage(5, (alone.key,), label=f"perf2 on {threaded.NAME}"),
                 forms.Stage(5, (perf2.key,), label=f"perf2 on {prefork.NAME}"),

@@ -1,7 +1,7 @@
 """The live form of an experiment: what the running lab's Locust does to show a claim, and how the
 Lab view judges it with the runner's own rule.
 
-An experiment module lists its live forms in LIVE, each an Experiment:
+An experiment module lists its live forms in LIVE, each a LiveForm:
 
   roles    the users it runs, each a Role: how many, which server, which fib(n), and whether each
            user asks once (the long request, a late client) or over and over (perf1, perf2)
@@ -168,7 +168,7 @@ class Stage:
 
 
 @dataclass
-class Experiment:
+class LiveForm:
     """One claim shown live: its roles, its stages, and its cells as the claim's rule reads them."""
     claim: Claim
     title: str
@@ -258,7 +258,7 @@ class LiveRun:
     once:   {role key: {user id: {'started_at', 'ended_at', 'succeeded'}}}, one-shot requests
     stage_starts, stage_ends: when each stage began and ended (epoch seconds); ended_at: when the run stopped
     """
-    experiment: Experiment
+    experiment: LiveForm
     started_at: float
     series: dict = field(default_factory=dict)
     once: dict = field(default_factory=dict)
