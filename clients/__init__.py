@@ -20,4 +20,7 @@ Experiments that need no server:
 
 Every tool takes --help and --json (the last stdout line is then one JSON object).
 Standard library only: the clients run in a minimal image and on bare hosts.
+
+Run by the lab in a side container, not by hand (it needs py-spy, which the lab image has):
+  python -m clients.gil_sampler      which thread of a server holds the GIL, sampled with py-spy
 """

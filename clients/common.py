@@ -6,13 +6,13 @@ import argparse
 import json
 import math
 import os
+from pathlib import Path
 import platform
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable, NoReturn
 
 from server import limits
@@ -119,6 +119,13 @@ def stack_size_kib(text: str) -> int:
     if value < MIN_STACK_KIB:
         raise argparse.ArgumentTypeError(f"threading.stack_size() needs at least {MIN_STACK_KIB} KiB: {text!r}")
     return value
+
+
+def add_positive(parser: argparse.ArgumentParser, option: str, number: Callable[[str], float], default: float,
+                 help: str) -> None:
+    """An option that takes a finite number above 0 (number: positive_int or positive_float); its --help line
+    ends with its default."""
+    parser.add_argument(option, type=number, default=default, help=f"{help} (default: %(default)s)")
 
 
 def port_number(text: str) -> int:
@@ -281,6 +288,13 @@ def check_fib_reply(n: int, reply: bytes) -> int:
     return int(reply)
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now (the kernel's pick), for a listener to start on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 # ---------------------------------------------------------------- statistics
 
 
@@ -313,6 +327,12 @@ def child_command(module: str, args: list[str]) -> tuple[list[str], dict]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     return [sys.executable, "-m", f"clients.{module}", *args], env
+
+
+def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A preexec_fn that pins a child process (and the threads it will start) to `cpus`; None, no pinning,
+    without cpus."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
 
 
 def run_child(module: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:

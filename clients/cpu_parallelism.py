@@ -33,10 +33,9 @@ output:
 
 def parse_args(argv=None):
     parser = common.make_parser("cpu_parallelism", DESCRIPTION, OUTPUT_HELP, network=False)
-    parser.add_argument("--n", type=common.positive_int, default=27, help="fib(n) each process computes "
-                        "(default: %(default)s)")
-    parser.add_argument("--duration", type=common.positive_float, default=0.5,
-                        help="seconds of each phase, one process alone then two at once (default: %(default)s)")
+    common.add_positive(parser, "--n", common.positive_int, 27, "fib(n) each process computes")
+    common.add_positive(parser, "--duration", common.positive_float, 0.5,
+                        "seconds of each phase, one process alone then two at once")
     return parser.parse_args(argv)
 
 

@@ -28,10 +28,9 @@ output:
 
 def parse_args(argv=None):
     parser = common.make_parser("hold_connections", DESCRIPTION, OUTPUT_HELP, network=True)
-    parser.add_argument("--connections", type=common.positive_int, default=100,
-                        help="how many connections to open (default: %(default)s)")
-    parser.add_argument("--hold", type=common.positive_float, default=5.0,
-                        help="seconds to hold them open once every reply is in or --timeout passed (default: %(default)s)")
+    common.add_positive(parser, "--connections", common.positive_int, 100, "how many connections to open")
+    common.add_positive(parser, "--hold", common.positive_float, 5.0,
+                        "seconds to hold them open once every reply is in or --timeout passed")
     parser.set_defaults(timeout=10.0)
     return parser.parse_args(argv)
 

@@ -5,10 +5,10 @@ perf2 client's own ceiling in the lab's perf2 layout."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import os
 import socket
 import time
-from dataclasses import dataclass
 
 from clients import common, perf2
 
@@ -169,17 +169,6 @@ def in_layout(listener, echo_cpu, client_cpu, loops):
     return results, {"echo": int(echo_ran_on) if echo_ran_on else None, "client": client_ran_on}
 
 
-def bare_loop(sock, seconds):
-    """The article's loop with nothing else for `seconds`: (replies, seconds it took)."""
-    total, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while time.perf_counter() < deadline:
-        sock.send(b"1")
-        sock.recv(100)
-        total += 1
-    return total, time.perf_counter() - start
-
-
 def perf2_loop(connection, seconds):
     """clients.perf2's own loop for `seconds`, asking fib(1) with a newline, which the echo returns as
     fib(1)'s reply: (replies, seconds it took)."""
@@ -194,7 +183,7 @@ def measure(layout: Layouts, duration: float) -> dict:
     share = duration / (3 if across else 2)
 
     def bare(connection):
-        return bare_loop(connection.sock, share)
+        return perf2.bare_loop(connection.sock, b"1", share)
 
     def perf2_ceiling(connection):
         return perf2_loop(connection, share)

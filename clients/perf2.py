@@ -89,6 +89,19 @@ class Buckets:
         return [[self.started_at + index * self.interval, count] for index, count in enumerate(self.counts)]
 
 
+def bare_loop(sock, request, seconds):
+    """The article's perf2 loop with nothing else, sock.send(request); sock.recv(100), for `seconds`:
+    (replies, seconds it took). The yardstick of every perf2 rate: loopback_floor's floors and the
+    benchmarks' bare loops (lab.bench) are this loop."""
+    total, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        sock.send(request)
+        sock.recv(100)
+        total += 1
+    return total, time.perf_counter() - start
+
+
 def ask_in_a_loop(connection, payload, n, buckets, run_length):
     """The article's loop, sock.send(payload); sock.recv(100), with no more per request than one clock
     read and one count: the reply is compared with fib(n)'s, computed once, and only a reply that

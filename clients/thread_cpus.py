@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from clients import common, process_memory
+from clients import common, procfs
 
 DESCRIPTION = """\
 Samples, every --interval for --duration seconds, the CPU each thread of one server last ran on and
@@ -34,10 +34,8 @@ ANSWER, WORKER = "answer", "pool-worker"  # server.placement's names (tests/test
 
 def parse_args(argv=None):
     parser = common.make_parser("thread_cpus", DESCRIPTION, OUTPUT_HELP, network=False)
-    parser.add_argument("--duration", type=common.positive_float, default=5.0,
-                        help="seconds to sample (default: %(default)s)")
-    parser.add_argument("--interval", type=common.positive_float, default=0.05,
-                        help="seconds between samples (default: %(default)s)")
+    common.add_positive(parser, "--duration", common.positive_float, 5.0, "seconds to sample")
+    common.add_positive(parser, "--interval", common.positive_float, 0.05, "seconds between samples")
     parser.add_argument("--pid", type=common.positive_int,
                         help="the server's pid (default: the one `python -m server` process, as in a server's container)")
     args = parser.parse_args(argv)
@@ -90,7 +88,7 @@ def sample(members: list[int], threads: dict) -> tuple[float, dict, dict]:
 def roles(threads: dict, members: list[int]) -> None:
     """Mark each thread answer, worker, sampler or other (see OUTPUT_HELP)."""
     named = any(info["comm"] == ANSWER for info in threads.values())
-    servers = {pid for pid in members if process_memory.is_server(pid)}  # not the forkserver, not workers
+    servers = {pid for pid in members if procfs.is_server(pid)}  # not the forkserver, not workers
     for tid, info in threads.items():
         if info["pid"] == os.getpid():
             info["role"] = "sampler"
@@ -130,14 +128,14 @@ def print_summary(threads: dict, samples: list, ticks_per_s: int) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     started_at = common.epoch_now()
-    parents = process_memory.processes()
-    root = args.pid or process_memory.find_server(parents)
+    parents = procfs.processes()
+    root = args.pid or procfs.find_server(parents)
     if root not in parents:
         raise common.ClientError(common.EXIT_FAILED, f"no process {root} here")
     threads, samples = {}, []
     deadline = time.monotonic() + args.duration
     while True:
-        members = process_memory.tree(root, process_memory.processes())
+        members = procfs.tree(root, procfs.processes())
         samples.append(sample([*members, os.getpid()], threads))
         if time.monotonic() + args.interval > deadline:
             break

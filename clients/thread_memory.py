@@ -8,7 +8,7 @@ import os
 import resource
 import threading
 
-from clients import common, process_memory
+from clients import common, process_memory, procfs
 
 DESCRIPTION = """\
 The article's point on thread memory (claim C11): each thread reserves a whole stack (8 MiB by
@@ -59,7 +59,7 @@ def parse_args(argv=None):
 def read_status() -> dict:
     """VmSize, VmRSS, USS and PSS (all in KiB) and the thread count of this process."""
     own = process_memory.read_process(os.getpid())
-    return {**process_memory.fields("/proc/self/status", STATUS_FIELDS), "uss_kib": own["uss_kib"],
+    return {**procfs.fields("/proc/self/status", STATUS_FIELDS), "uss_kib": own["uss_kib"],
             "pss_kib": own["pss_kib"]}
 
 

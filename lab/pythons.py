@@ -3,11 +3,14 @@
 A name is X.Y (the distribution's build), X.Yt (free-threaded, compiled) or X.Yg (X.Yt's twin: the
 same source and configure flags, with the GIL).
 """
+from functools import cache
 import re
+import subprocess
 
 from lab import REPO
 
 TABLE = REPO / "images" / "pythons.tsv"
+OFFLINE_BASE = REPO / "scripts" / "build-offline-base"
 FREE_THREADED, TWIN = "t", "g"
 
 
@@ -52,3 +55,16 @@ def twin(python):
 def image(python):
     """The server image of one Python (scripts/build-python-image VERSION builds it)."""
     return f"concurrency-lab-server:{python}"
+
+
+@cache
+def offline_base(suite=None):
+    """The offline base image that scripts/build-offline-base makes, as it names it (--print-tag):
+    'concurrency-lab-base:trixie' for its default suite on this machine's architecture, or for `suite`;
+    None where it cannot name one (not a Debian machine: no dpkg), as no offline base is made there."""
+    try:
+        proc = subprocess.run([OFFLINE_BASE, *(["--suite", suite] if suite else []), "--print-tag"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None

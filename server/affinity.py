@@ -14,10 +14,10 @@ exported to the command, is the container's CPUs before pinning (the Lab view te
 this Docker has too few CPUs for, and which CPUs the layout gave each role).
 
 LAB_CPUS unset or empty (the .env as shipped): the CPUs of LAB_CPU_ROLE's role in the lab's layout for the
-CPUs the container may use (server/layouts.py: the pool's 0-1 of 2 CPUs, 0-4 of 8), so that the lab fits
-the machine it finds with no setting. Neither set: the command runs as it would without this (`docker run
-IMAGE ...`, the runner's containers, which keep their cgroup cpuset). A LAB_CPUS that is not a CPU set, or
-a LAB_CPU_ROLE the layout lacks: one line, exit status 2.
+CPUs the container may use (server/layouts.py), so that the lab fits the machine it finds with no
+setting. Neither set: the command runs as it would without this (`docker run IMAGE ...`, the runner's
+containers, which keep their cgroup cpuset). A LAB_CPUS that is not a CPU set, or a LAB_CPU_ROLE the
+layout lacks: one line, exit status 2.
 Standard library only, imported with -S (no site): a container starts a few milliseconds later, no more.
 """
 import os

@@ -9,9 +9,10 @@ def fib(n):
         return fib(n - 1) + fib(n - 2)
 
 
-def fib_reply(n):
-    # fib(0) is 0 (server.protocol.fib_reply says what every reply must be); the article's fib would
-    # say 1, and its hot loop stays untouched.
+def compute_fib_reply(n):
+    # The reply to request n, computed the article's slow way: the server's work. fib(0) is 0
+    # (server.protocol.fib_reply says what every reply must be); the article's fib would say 1, and its
+    # hot loop stays untouched.
     return b"%d\n" % (fib(n) if n else 0)
 
 

@@ -12,6 +12,8 @@ names them (LAB_SERVER_CPUS, LAB_POOL_CPUS, LAB_LOAD_CPUS empty, the default).
   pool      0   0-1  0-1  0-2  0-4  0-8
   load      0   1    2    3    5-7  9-15
 
+(.env and docs/docker.md repeat this table for their readers: tests/test_layouts.py checks all three.)
+
 "First" is the lowest CPU id: a container given CPUs 2-5 gets 2 / 2-4 / 5. Why this layout: the pool
 has two CPUs whenever the machine has them, so C4 and C7 (two perf1 clients) and C8 and C9 (the pools)
 can show what a second CPU does; from three pool CPUs on, the pool's workers keep off its first CPU,

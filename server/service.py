@@ -20,7 +20,7 @@ class Service:
     @property
     def reply(self):
         """The work for one request: a module-level function, so a process pool can run it."""
-        return handlers.fib_reply if self.handler == "fib" else handlers.echo_reply
+        return handlers.compute_fib_reply if self.handler == "fib" else handlers.echo_reply
 
     def is_long(self, request):
         """Worth sending to a pool (threshold strategies): a fib above the threshold."""

@@ -22,11 +22,12 @@ import uuid
 
 import pytest
 
-from clients import process_memory
+from clients import procfs
+from clients.common import free_port
 from compose_text import services as compose_services
 from conftest import REPO, clean_env, run
-from lab.runner import compose as lab_compose
 from lab.cpu.pin import PROBE
+from lab.runner import compose as lab_compose
 from lab.runner.run import dotenv_settings
 from server import layouts
 
@@ -78,9 +79,7 @@ def choose_port_prefix():
 def choose_port(preferred):
     if port_free(preferred):
         return preferred
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 class Lab:
@@ -142,8 +141,8 @@ class Lab:
     def cpu_wait(self, service):
         """A CpuWait on the service's server while the block runs, read from the host's /proc."""
         (container,) = self.by_service()[service]
-        parents = process_memory.processes()
-        with CpuWait(process_memory.tree(container["State"]["Pid"], parents)) as sampler:
+        parents = procfs.processes()
+        with CpuWait(procfs.tree(container["State"]["Pid"], parents)) as sampler:
             yield sampler
 
     def ui(self, path, data=None, timeout=10):
@@ -245,7 +244,7 @@ class CpuWait:
 
 def steal_s():
     """CPU-seconds the hypervisor took from this machine since it booted, over all CPUs."""
-    return process_memory.machine_times()["steal"] / os.sysconf("SC_CLK_TCK")
+    return procfs.machine_times()["steal"] / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture(scope="module")

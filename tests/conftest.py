@@ -1,14 +1,16 @@
 """Fixtures that run the lab's real servers as real processes on loopback."""
+from dataclasses import dataclass
 import os
+from pathlib import Path
 import select
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+
+from lab.pythons import offline_base
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 20
@@ -116,7 +118,7 @@ def pytest_terminal_summary(terminalreporter):
 
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-OFFLINE_BASE = "concurrency-lab-base:trixie"
+OFFLINE_BASE = offline_base()  # scripts/ci-prepare builds it; None where none can be built
 LAB_IMAGE = "concurrency-lab:latest"
 BUILD_TIMEOUT_S = 900  # a cold build takes 1-2 min here
 
@@ -181,7 +183,7 @@ def lab_image(docker_engine):
     today's code: from BASE_IMAGE if set, else the offline base if present, else python:3.13-slim."""
     if os.environ.get("BASE_IMAGE"):
         base, reason = os.environ["BASE_IMAGE"], "BASE_IMAGE from the environment"
-    elif run(["docker", "image", "inspect", OFFLINE_BASE], 30).returncode == 0:
+    elif OFFLINE_BASE and run(["docker", "image", "inspect", OFFLINE_BASE], 30).returncode == 0:
         base, reason = OFFLINE_BASE, "the offline base image (scripts/build-offline-base)"
     elif IN_CI:
         pytest.fail(f"CI=true but the offline base image {OFFLINE_BASE} is missing: run scripts/ci-prepare",

@@ -20,7 +20,7 @@ from clients import abuse
 from conftest import REPO, launch_server
 from server import strategies
 
-ALL = [name for name, module in strategies.ALL.items() if not getattr(module, "NEEDS", None)]
+ALL = strategies.runnable()
 WORKERS = 2
 ARGS = {name: ["--workers", str(WORKERS)] if "workers" in module.USES else [] for name, module in strategies.ALL.items()}
 

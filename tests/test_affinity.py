@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from clients.common import pinned_to
 from compose_lab import FORKED_WORKERS
 from conftest import LAB_IMAGE as IMAGE, REPO, run
 from server.cpusets import format_cpuset
@@ -31,7 +32,7 @@ def launch(lab_cpus, *command, available=None):
         env["LAB_CPUS"] = lab_cpus
     proc = subprocess.Popen([*LAUNCHER, *(command or (sys.executable, "-c", SHOW))], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=available and (lambda: os.sched_setaffinity(0, available)))
+                            preexec_fn=pinned_to(available))
     out, err = proc.communicate(timeout=30)
     shown = json.loads(out) if out.startswith("[") else None
     return proc.returncode, shown, err, proc.pid

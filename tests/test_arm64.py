@@ -1,4 +1,4 @@
-"""The lab on linux/arm64 (issue 16), built and run on this amd64 machine under emulation (qemu-user-static
+"""The lab on linux/arm64, built and run on this amd64 machine under emulation (qemu-user-static
 with binfmt_misc: scripts/install-qemu, which scripts/ci-prepare runs): the arm64 offline base and lab
 image from the one Dockerfile with the README's command (scripts/build-platforms --platforms linux/arm64
 --offline), then the image as a room would use it: uname -m inside, the article's clients against an
@@ -25,6 +25,12 @@ ARM64_IMAGE = "concurrency-lab:arm64"
 BUILD_TIMEOUT_S = 1500
 LOCUST_S = 8  # the headless run, once the emulated worker has joined
 JOIN_TIMEOUT_S = 300  # an emulated Locust takes tens of seconds to start
+# Requests per second of the emulated worker's user, an open loop. In a closed loop (the next request as soon
+# as the reply is in) the worker under qemu-user 7.2 sent no heartbeat once its user ran, and the master
+# dropped it as missing with no request counted (2026-12-06: 7 runs of 7; an 8th, traced with
+# greenlet.settrace, ran). At 20 per second it reported 68 requests in 8 s. What is checked here is the
+# join and the merged histograms, not a rate.
+EMULATED_RATE = 20
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +135,14 @@ def test_an_arm64_locust_worker_joins_an_amd64_master_and_its_histograms_are_wri
                   f"{out}:/out", "--platform", "linux/amd64", LAB_IMAGE,
                   "locust", "-f", locustfile, "--master", "--headless", "--expect-workers", "1",
                   "--expect-workers-max-wait", str(JOIN_TIMEOUT_S), "-u", "1", "-r", "1", "-t", f"{LOCUST_S}s",
+                  "--rate", str(EMULATED_RATE),
                   "--host", "tcp://server:25000", "--csv", "/out/run", "--only-summary"],
                  JOIN_TIMEOUT_S + LOCUST_S + 120)
     summary_path = out / "run_hdr.json"
     assert summary_path.exists(), (master.returncode, master.stdout[-2000:], master.stderr[-3000:])
     summary = json.loads(summary_path.read_text())
     total = summary["total"]
-    assert total["count"] > 0 and 0 < total["p50"] <= total["p99"] <= total["max"], total
+    assert total["count"] > 0 and 0 < total["p50"] <= total["p99"] <= total["max"], (total, master.stderr[-3000:])
     # every request came from the one worker, the arm64 one, and its histograms reached the master
     assert list(summary["requests"]) and sum(summary["requests_per_worker"].values()) == total["count"], summary[
         "requests_per_worker"]

@@ -1,4 +1,4 @@
-"""scripts/build-python-image beyond the listed builds (issue 14): a CPython source tarball given on the
+"""scripts/build-python-image beyond the listed builds: a CPython source tarball given on the
 command line (--tarball, for air-gapped workshops), what it says of a tarball that will not do, a run
 that goes on when a Python's image cannot be built, and the table that sets a free-threaded build
 beside its GIL twin (X.Yg: the same source and flags, with the GIL).
@@ -16,15 +16,15 @@ import time
 import pytest
 
 from conftest import REPO, run
+from lab.pythons import image, offline_base
 from lab.records import across_pythons
 from lab.records.record import load_run
-from lab.pythons import image
-from test_report import copy_of, edit_record, markdown_of, markdown_table, over_two_pythons
 from test_claims import NOW
+from test_report import copy_of, edit_record, markdown_of, markdown_table, over_two_pythons
 from test_runner import lab_run, only_run
 
 BUILD = REPO / "scripts" / "build-python-image"
-TRIXIE = "concurrency-lab-base:trixie"
+TRIXIE = offline_base("trixie")  # its Debian serves the python3.13 source
 BUILD_TIMEOUT_S = 1800
 
 

@@ -1,24 +1,24 @@
-"""Every claim's rule on stored fixture records, with no Docker: the verdicts the lab gave before its
-runner became a package, and each rule's four outcomes (reproduced, not reproduced, not run, a failed
-cell)."""
+"""Every claim's rule on stored fixture records, with no Docker: the verdicts stored with records of
+every format the lab has written, and each rule's four outcomes (reproduced, not reproduced, not run,
+a failed cell)."""
 import copy
 import json
 
 import pytest
 
+from conftest import REPO
 from lab import experiments
-from lab.records import verdicts
 from lab.claims import NOT_REPRODUCED, NOT_RUN, REPRODUCED
+from lab.records import verdicts
 from lab.records.record import verdict_label
 from lab.records.store import Run
-from conftest import REPO
 
 pytestmark = pytest.mark.fast
 DATA = REPO / "tests" / "data"
-# A real quick run made by the runner of commit 839e45e, the last before lab/ (scripts/matrix then).
+# A real quick run made by the runner that scripts/matrix was, before lab/: the oldest record format.
 BEFORE = DATA / "20261128T060108Z-9cc47d"
-# An older real quick run, judged by rules that have changed since: verdicts-839e45e.json holds the
-# verdicts that 839e45e's rules give its measurements.
+# An older real quick run, judged by older rules: verdicts-839e45e.json holds the verdicts that the
+# rules of that runner give its measurements.
 OLDER = DATA / "20261124T222621Z-ead345"
 # A real quick run made by lab/ (schema 2: its plan, figures and rule versions stored).
 NOW = DATA / "20261128T061650Z-806362"
@@ -30,7 +30,7 @@ def rows_as_before(rows):
              "verdict": row["verdict"], "rule": row["rule"]} for row in rows]
 
 
-# Rules raised to a newer version since these fixtures were stored, and why: their words changed, not
+# Rules at a newer version than the fixtures' verdicts, and why: their words changed, not
 # what they give a record made before (C4, C7: the line between parallel and doubled is measured in
 # the run, v2, and a cell whose machine changed speed meanwhile is measured again, v3; a record
 # without those measurements gets the old line, 1.5; C6, C8, C9: perf2 is measured in one layout, a cell
@@ -40,7 +40,7 @@ NEWER_RULES = {"C4": 3, "C6": 2, "C7": 3, "C8": 2, "C9": 2, "C10": 2}
 
 
 def with_todays_rules(stored, judged):
-    """The stored rows with the words and version of each rule raised since (NEWER_RULES)."""
+    """The stored rows with the words and version of each rule raised above them (NEWER_RULES)."""
     todays = {verdict_label(row): row for row in judged}
     rows = []
     for row in stored:
@@ -56,22 +56,28 @@ def test_the_raised_rules_are_the_ones_named_here():
     assert {c.id: c.version for c in experiments.claims() if c.version > 1} == NEWER_RULES
 
 
+def judged_as_stored(record, stored):
+    """The verdicts today's rules give a record, of the claims its stored verdicts name (the claims of an
+    experiment that its run did not have are not run, and are left out)."""
+    named = {verdict_label(row) for row in stored}
+    return [row for row in verdicts.judge(record) if verdict_label(row) in named]
+
+
 def test_a_run_made_before_the_package_gets_the_same_verdicts_from_its_rules():
-    record = Run.load(BEFORE).record
     stored = json.loads((BEFORE / "results.json").read_text())["claims"]  # as the old runner wrote them
-    judged = verdicts.judge(record)
+    judged = judged_as_stored(Run.load(BEFORE).record, stored)
     assert rows_as_before(judged) == with_todays_rules(stored, judged)
 
 
 def test_an_older_run_gets_the_verdicts_that_the_rules_before_the_package_gave_it():
     before = json.loads((OLDER / "verdicts-839e45e.json").read_text())["claims"]
-    judged = verdicts.judge(Run.load(OLDER).record)
+    judged = judged_as_stored(Run.load(OLDER).record, before)
     assert rows_as_before(judged) == with_todays_rules(before, judged)
 
 
 def test_a_run_of_the_package_stores_the_verdicts_its_rules_give():
     record = Run.load(NOW).record
-    judged = verdicts.judge(record)
+    judged = judged_as_stored(record, record["claims"])
     assert judged == with_todays_rules(record["claims"], judged)
     assert all(row["rule_version"] == 1 and row["cells"] for row in record["claims"])
 
@@ -145,12 +151,15 @@ def c13(record, ok):
     return changed(record, "idle_connections/threaded", threads_per_connection=1.0 if ok else 0.0)
 
 
-OUTCOMES = {"C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5, "C6": c6, "C7": c7, "C8": c8, "C9": c9, "C10": c10,
-            "C11": c11, "C12": c12, "C13": c13}
+# The claims the NOW fixture judged, each with its function above (C1: c1), in the registry's order: a claim
+# of an experiment that the fixture's run did not have has no cells there to set.
+JUDGED = {row["id"] for row in json.loads((NOW / "results.json").read_text())["claims"]}
+OUTCOMES = {claim.id: globals().get(claim.id.lower()) for claim in experiments.claims() if claim.id in JUDGED}
 
 
-def test_every_claim_has_its_outcomes_tested_here():
-    assert sorted(OUTCOMES, key=lambda i: int(i[1:])) == [claim.id for claim in experiments.claims()]
+def test_every_claim_of_the_fixture_is_backed_and_has_its_outcomes_tested_here():
+    assert JUDGED and set(OUTCOMES) == JUDGED, "a claim the fixture judged is no longer backed by an experiment"
+    assert all(OUTCOMES.values()), f"no outcomes here for {[i for i, f in OUTCOMES.items() if not f]}"
 
 
 @pytest.fixture(scope="module")

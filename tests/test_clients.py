@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import pkgutil
 import signal
 import socket
@@ -16,11 +17,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import clients
+from clients.common import free_port, pinned_to
 from server import placement
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,11 +36,6 @@ CLIENT_TIMEOUT_S = 60
 def client_command(tool: str, *args) -> list[str]:
     """The command of clients.TOOL, or with tool None of `python -m clients` (compose's clients service)."""
     return [sys.executable, "-m", f"clients.{tool}" if tool else "clients", *map(str, args)]
-
-
-def pinned_to(cpus: set[int] | None):
-    """A preexec_fn that pins a child process (and the threads it will start) to cpus."""
-    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
 
 
 def client_preexec(cpus: set[int] | None):
@@ -304,12 +300,6 @@ def test_c12_recursion_depth_contains_crashes_and_grows_with_the_stack():
 
 
 # ---------------------------------------------------------------- errors and exit codes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class MisbehavingServer:
@@ -618,6 +608,7 @@ def test_python_m_clients_refuses_bad_arguments_in_one_line(args):
 def test_python_m_clients_offers_exactly_the_clients_that_take_a_host():
     from clients.__main__ import NETWORK_CLIENTS
 
-    tools = [info.name for info in pkgutil.iter_modules(clients.__path__) if info.name not in ("common", "__main__")]
+    shared = ("common", "procfs", "__main__")  # what the tools share, and the entry point: not tools
+    tools = [info.name for info in pkgutil.iter_modules(clients.__path__) if info.name not in shared]
     assert sorted(NETWORK_CLIENTS) == sorted(tool for tool in tools if "--host" in run_client(tool, "--help").stdout)
     assert "perf2" in run_client(None, "--help").stdout

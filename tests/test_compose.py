@@ -23,11 +23,11 @@ import pytest
 
 from compose_lab import FORKED_WORKERS, built, lab, lab_env, server_services  # noqa: F401 (the fixtures)
 from conftest import LAB_IMAGE as IMAGE, OFFLINE_BASE, REPO, clean_env, run
-from lab.runner.containers import Lab as RunnerLab
 from lab.cpu.cpusets import parse_cpuset as parse_cpus, pinned
-from lab.experiments import perf1
 from lab.cpu.pin import own
+from lab.experiments import perf1
 from lab.pythons import version_tuple
+from lab.runner.containers import Lab as RunnerLab
 from server import placement, strategies
 from server.affinity import wanted_cpus
 
@@ -37,7 +37,7 @@ LIVE_DIR = "/app/results/live"         # the master's one writable path, a named
 LAB_UID = 10001
 pytestmark = pytest.mark.docker
 
-DOWN_LIMIT_S = 10.0        # the limit for `docker compose down`
+DOWN_LIMIT_S = 10.0        # how long `docker compose down` may take: a workshop waits on it
 
 
 # --- the configuration ------------------------------------------------------------------------

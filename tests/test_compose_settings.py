@@ -1,14 +1,15 @@
 """compose.yaml, .env and the runner agree, read from their text with no Docker: which CPUs each server
 gets (the setting its LAB_CPUS comes from, by its strategy's MULTICORE, and its role in the CPU layout of
-server/layouts.py), the defaults of the three cpuset settings, and the published ports."""
+server/layouts.py), the defaults of the three cpuset settings and of every other setting, and the published
+ports in the order of server.strategies.PUBLISHED (in the README and docs/docker.md too)."""
 import re
 
 import pytest
 
 from lab.live import forms
 
-from compose_text import services
-from conftest import REPO
+from compose_text import read, services
+from conftest import LAB_IMAGE, REPO
 from lab.runner import run as runner
 from server import layouts, strategies
 
@@ -76,14 +77,48 @@ def test_every_cpu_setting_in_compose_comes_with_its_role_in_the_layout():
         assert f'{variable}: "${{{variable}:-}}"' in text, f"locust-master lacks {variable}"
 
 
-def test_the_published_ports_are_one_block_in_compose_order():
-    suffixes = [service["port_suffix"] for service in services().values() if service["strategy"]]
-    assert suffixes == list(range(1, len(suffixes) + 1))
+def test_compose_serves_the_published_strategies_in_their_order():
+    """Server N of server.strategies.PUBLISHED is compose's server-NAME at ${LAB_PORT_PREFIX}N, in that order,
+    and Locust waits for each: the strategies that the lab image's Python (.env's BASE_IMAGE) can run."""
+    servers = {name: service for name, service in services().items() if service["strategy"]}
+    assert [(name, service["strategy"], service["port_suffix"]) for name, service in servers.items()] == [
+        (forms.service(module), module.NAME, n) for n, module in enumerate(strategies.PUBLISHED, 1)]
+    _, anchors = read()
+    assert list(anchors["servers-healthy"]) == list(servers), "x-locust's depends_on lacks a server"
+    version = tuple(map(int, re.fullmatch(r"python:(\d+)\.(\d+)\D.*", runner.dotenv_settings()["BASE_IMAGE"]).groups()))
+    assert sorted(module.NAME for module in strategies.PUBLISHED) == [
+        name for name in strategies.ALL if strategies.runs_on(name, version)], "PUBLISHED: every strategy it can run"
 
 
-def test_a_servers_published_port_is_where_workers_outside_compose_look_for_it():
-    """Locust workers outside compose (--lab-servers HOST) reach server-X at ${LAB_PORT_PREFIX}N, N from
-    lab.live.forms.PUBLISHED."""
-    published = {strategies.key(strategy): n for n, strategy in enumerate(forms.PUBLISHED, 1)}
-    assert {service["strategy"]: service["port_suffix"] for service in services().values() if service["strategy"]} \
-        == published
+def test_the_readme_env_and_docker_md_give_the_published_ports():
+    env = runner.dotenv_settings()
+    prefix, last = env["LAB_PORT_PREFIX"], len(strategies.PUBLISHED)
+    rows = [line.split("|")[1:4:2] for line in (REPO / "README.md").read_text().splitlines()
+            if line.startswith(("| `server-", "| `locust-master`"))]
+    bind = env["LAB_BIND"]
+    assert [(service.strip(" `"), host.strip(" `<>")) for service, host in rows] == [
+        *((forms.service(module), f"{bind}:{prefix}{n}") for n, module in enumerate(strategies.PUBLISHED, 1)),
+        ("locust-master", f"http://{bind}:{env['LAB_UI_PORT']}")]
+    dotenv_text = (REPO / ".env").read_text()
+    assert f"${{LAB_PORT_PREFIX}}{last} ({prefix}1-{prefix}{last} by default)" in dotenv_text
+    docker_md = (REPO / "docs" / "docker.md").read_text()
+    assert f"`${{LAB_PORT_PREFIX}}{last}`: {prefix}1–{prefix}{last} |" in docker_md
+
+
+def test_compose_and_the_docs_default_to_what_env_ships(monkeypatch):
+    """A ${VAR:-default} of compose.yaml is .env's VAR, and so is docs/docker.md's table of defaults; the lab
+    image's name, which .env leaves out, is the runner's and the tests' default too."""
+    env = runner.dotenv_settings()
+    lines = [line for line in (REPO / "compose.yaml").read_text().splitlines() if not line.lstrip().startswith("#")]
+    fallbacks = {}
+    for variable, default in re.findall(r"\$\{(\w+):-([^}]*)\}", "\n".join(lines)):
+        fallbacks.setdefault(variable, set()).add(default)
+    assert {variable: fallbacks[variable] for variable in env if variable in fallbacks} == {
+        variable: {value} for variable, value in env.items() if variable in fallbacks}
+    assert set(env) - set(fallbacks) == set(), ".env sets a variable that compose.yaml does not read"
+    assert f"ARG BASE_IMAGE={env['BASE_IMAGE']}\n" in (REPO / "Dockerfile").read_text()
+    documented = re.findall(r"^\| `(LAB_\w+)` \| `([^`]*)` \|", (REPO / "docs" / "docker.md").read_text(), re.MULTILINE)
+    assert documented and {variable: value for variable, value in documented} == {
+        variable: env[variable] for variable, _ in documented}
+    monkeypatch.delenv("LAB_IMAGE", raising=False)
+    assert fallbacks["LAB_IMAGE"] == {runner.parse_args([]).image} == {LAB_IMAGE}

@@ -1,4 +1,4 @@
-"""The lab on the Docker its users run (issue 23): Debian sid's Docker Engine 28 with containerd 2 and
+"""The lab on the Docker its users run: Debian sid's Docker Engine 28 with containerd 2 and
 Compose 2.40 (scripts/current-engine), started beside the machine's own engine, in a network namespace
 of its own, with the open-files limit a systemd host gives (soft 1024).
 

@@ -1,4 +1,4 @@
-"""The GIL made visible: lab.gil_sampler (py-spy in a side container) and the gil_share experiment, on real
+"""The GIL made visible: clients.gil_sampler (py-spy in a side container) and the gil_share experiment, on real
 containers; its parser on a real py-spy dump taken during a convoy (tests/data/py-spy/)."""
 import json
 import subprocess
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from clients.gil_sampler import parse_dump
 from conftest import REPO
-from lab.gil_sampler import parse_dump
 from test_runner import lab_run, only_run
 
 DUMP = REPO / "tests" / "data" / "py-spy" / "dump-threaded-convoy.txt"
@@ -30,7 +30,7 @@ def test_the_sampler_says_in_one_line_why_it_cannot_sample(lab_image):
     """No server in its PID namespace: exit 1 and one line; a bad rate: argparse's usage, exit 2."""
     def sampler(*args):
         return subprocess.run(["docker", "run", "--rm", "--cap-drop", "ALL", lab_image.name, "python", "-m",
-                               "lab.gil_sampler", *args], capture_output=True, text=True, timeout=120)
+                               "clients.gil_sampler", *args], capture_output=True, text=True, timeout=120)
 
     alone = sampler("--max-s", "2")
     assert alone.returncode == 1 and alone.stdout == "", alone

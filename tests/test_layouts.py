@@ -3,6 +3,7 @@ its role with it when LAB_CPUS is empty (the .env as shipped). This machine's CP
 cases (taskset narrows the launcher's CPUs as a container's are); more CPUs are the pure function's."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 from conftest import REPO
 from lab import experiments
 from lab.live import forms
-from server import affinity, layouts, placement
+from server import affinity, layouts, placement, strategies
 from server.cpusets import parse_cpuset
 
 pytestmark = pytest.mark.fast
@@ -21,17 +22,34 @@ MINE = sorted(os.sched_getaffinity(0))
 SHOW = "import json, os; print(json.dumps(sorted(os.sched_getaffinity(0))))"
 
 
-@pytest.mark.parametrize("n, server, pool, load", [
-    (1, "0", "0", "0"),
-    (2, "0", "0-1", "1"),
-    (3, "0", "0-1", "2"),
-    (4, "0", "0-2", "3"),
-    (5, "0", "0-2", "3-4"),
-    (8, "0", "0-4", "5-7"),
-    (16, "0", "0-8", "9-15"),
-])
-def test_the_layout_for_n_cpus(n, server, pool, load):
-    assert layouts.layout(range(n)) == {"server": server, "pool": pool, "load": load}
+def written_layouts():
+    """{where: {n: {role: CPUs}}}: the layout's tables for n CPUs in its docstring, .env and docs/docker.md."""
+    doc = dict(re.findall(rf"^  ({'|'.join(('CPUs', *layouts.ROLES))}) +([\d,\- ]+)$", layouts.__doc__, re.MULTILINE))
+    columns = zip(*(doc[role].split() for role in layouts.ROLES))
+    docstring = {int(n): dict(zip(layouts.ROLES, cpus)) for n, cpus in zip(doc["CPUs"].split(), columns)}
+    env = {int(n): dict(zip(layouts.ROLES, cpus)) for n, *cpus in re.findall(
+        r"^#\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", (REPO / ".env").read_text(), re.MULTILINE)}
+    page = (REPO / "docs" / "docker.md").read_text().splitlines()
+    header = next(line for line in page if line.startswith("| variable | who runs on it |"))
+    rows = {role: re.findall(r"\| `([\d,-]+)`", next(line for line in page if line.startswith(f"| `{variable}` |")))
+            for role, variable in layouts.SETTINGS.items()}
+    docker_md = {int(n): {role: cpus[i] for role, cpus in rows.items()}
+                 for i, n in enumerate(re.findall(r"\| (\d+) CPUs?", header))}
+    return {"server/layouts.py": docstring, ".env": env, "docs/docker.md": docker_md}
+
+
+@pytest.mark.parametrize("where, table", written_layouts().items())
+def test_the_layout_for_n_cpus_is_what_its_tables_say(where, table):
+    """The docstring's table is the layout's specification; .env's and docs/docker.md's repeat it for readers."""
+    assert len(table) >= 6 and table == {n: layouts.layout(range(n)) for n in table}, where
+
+
+def test_docker_md_names_the_servers_on_each_role_by_multicore():
+    page = (REPO / "docs" / "docker.md").read_text()
+    for variable, multicore in (("LAB_SERVER_CPUS", False), ("LAB_POOL_CPUS", True)):
+        who = next(line for line in page.splitlines() if line.startswith(f"| `{variable}` |")).split("|")[2]
+        named = [module.NAME for module in strategies.PUBLISHED if re.search(rf"(?<![\w-]){module.NAME}(?![\w-])", who)]
+        assert named == [module.NAME for module in strategies.PUBLISHED if module.MULTICORE == multicore], variable
 
 
 def test_the_layout_uses_the_cpu_ids_there_are_first_the_lowest():

@@ -1,16 +1,16 @@
 """The live forms of the experiments, on records of real runs in the compose lab (tests/data/live/:
-the forms.json the Lab view saved, 2 CPUs, defaults): the same claim, judged again by the runner's
+the live.json the Lab view saved, 2 CPUs, defaults): the same claim, judged again by the runner's
 own rule, gives the verdict the Lab view showed; a run cut short gives none."""
 import copy
 import json
 
 import pytest
 
+from conftest import REPO
 from lab import experiments
-from lab.live import forms
 from lab.claims import NOT_RUN, REPRODUCED, Measured
 from lab.experiments import perf1
-from conftest import REPO
+from lab.live import forms
 
 pytestmark = pytest.mark.fast
 RECORDS = sorted((REPO / "tests" / "data" / "live").glob("*.json"))

@@ -6,12 +6,14 @@ ratios with wide margins: the machine is small, shared and noisy.
 import csv
 import json
 import math
+from pathlib import Path
 import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+
+from clients.common import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILES = REPO / "locustfiles"
@@ -21,12 +23,6 @@ RUN_MARGIN_S = 45
 
 def locust_command(scenario, *args):
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / f"{scenario}.py"), "--loglevel", "WARNING", *args]
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_headless(scenario, host, prefix, users, seconds, *args, workers=0):

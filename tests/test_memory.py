@@ -103,7 +103,7 @@ def test_quick_mode_reads_the_four_strategies_of_the_table_and_full_mode_every_o
     full = experiments.plan("full", experiments=["server_memory"])
     assert {cell.strategy for cell in full} == set(strategies.ALL)
     assert all(cell.params["connections"] == [100, 1000] for cell in full)
-    assert sum(cell.estimate_s for cell in quick) <= 11  # issue 13: the quick run stays short
+    assert sum(cell.estimate_s for cell in quick) <= 11  # the table must not make a quick run long
 
 
 @pytest.mark.docker

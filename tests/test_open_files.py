@@ -1,4 +1,4 @@
-"""Open files (issue 23): Docker Engine >= 25 with containerd 2 starts every container with a soft
+"""Open files: Docker Engine >= 25 with containerd 2 starts every container with a soft
 RLIMIT_NOFILE of 1024, and a server then served only about 1,020 of 2,000 held connections. Every lab
 process that holds connections raises its own soft limit to the hard one (server/limits.py): the
 server, the clients and the Locust users, each tried here started with a low soft limit.
@@ -26,7 +26,7 @@ LOW_SOFT = 256  # far below what the tests hold: only a raised limit serves them
 HARD = min(12000, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 CONNECTIONS = 1000
 CHILD_TIMEOUT_S = 60
-# In Docker: the limits of the issue's run, and as many connections as it held.
+# In Docker: the limits Docker Engine >= 25 with containerd 2 gives a container (soft 1024), and a room's connections.
 DOCKER_ULIMIT = "nofile=1024:20000"
 DOCKER_CONNECTIONS = 2000
 DOCKER_HOLD_TIMEOUT_S = 60  # hold_connections' --timeout: to connect, and for all the replies

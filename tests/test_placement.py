@@ -1,17 +1,18 @@
 """server.placement on real servers: where their threads and workers run; and lab.cpu.layout's check that a
 perf2 layout held, on real servers beside a real busy loop (the runner's convoy.measure, driven here
 with local processes instead of containers)."""
+from contextlib import contextmanager
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import pytest
 
 from clients import thread_cpus
+from clients.common import pinned_to
 from conftest import REPO
 from lab.cells import Background, Cell
 from lab.experiments import convoy
@@ -19,10 +20,6 @@ from server import placement
 
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
 needs_two = pytest.mark.skipif(not TWO_CPUS, reason="needs 2 CPUs")
-
-
-def pin(cpus):
-    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def threads(pid):
@@ -70,7 +67,7 @@ def test_pool_workers_leave_the_answering_cpu_only_when_two_remain(cpus, workers
 
 @needs_two
 def test_fixed_answers_the_first_client_on_the_first_cpu_and_a_second_at_once_on_the_next(start_server):
-    server = start_server("threaded", preexec_fn=pin({0, 1}))
+    server = start_server("threaded", preexec_fn=pinned_to({0, 1}))
     main = threads(server.proc.pid)[server.proc.pid]
     assert main[1] == {0}, "the main thread (the accept loop) runs on the server's first CPU"
     first = connect_and_ask(server)
@@ -86,7 +83,7 @@ def test_fixed_answers_the_first_client_on_the_first_cpu_and_a_second_at_once_on
 
 @needs_two
 def test_free_leaves_every_thread_on_every_cpu(start_server):
-    server = start_server("threaded", "--placement", "free", preexec_fn=pin({0, 1}))
+    server = start_server("threaded", "--placement", "free", preexec_fn=pinned_to({0, 1}))
     sock = connect_and_ask(server)  # answered: its thread is there
     found = threads(server.proc.pid)
     assert sorted(name for name, _ in found.values()) == [placement.ANSWER, "python"]
@@ -97,7 +94,7 @@ def test_free_leaves_every_thread_on_every_cpu(start_server):
 @needs_two
 @pytest.mark.parametrize("strategy", ["process-pool", "prefork"])
 def test_pool_workers_and_children_compute_on_all_of_two_cpus(start_server, strategy):
-    server = start_server(strategy, preexec_fn=pin({0, 1}))
+    server = start_server(strategy, preexec_fn=pinned_to({0, 1}))
     sock = connect_and_ask(server)  # the pool is warm and the children forked once a request is answered
     expected = [[0], [1]] if strategy == "prefork" else [[0, 1], [0, 1]]  # pool workers may use both CPUs (C7)
     deadline = time.monotonic() + 5  # a child pins itself just after its fork
@@ -131,7 +128,7 @@ class LocalServer:
 
 def run_client(module, *args, timeout, cpus):
     proc = subprocess.run([sys.executable, "-m", f"clients.{module}", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=pin(cpus))
+                          text=True, timeout=timeout, preexec_fn=pinned_to(cpus))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -148,7 +145,7 @@ class LocalContext:
 
     @contextmanager
     def server(self, cell, *args):
-        yield LocalServer(self.start_server(cell.strategy, *self.server_args, *args, preexec_fn=pin({0, 1})))
+        yield LocalServer(self.start_server(cell.strategy, *self.server_args, *args, preexec_fn=pinned_to({0, 1})))
 
     def client(self, cell, name, module, *args, timeout, on=None):
         if on is not None:
@@ -172,7 +169,7 @@ def nullcontext():
 def busy_loop(cpu, most_s=30):
     """Another job on `cpu` while the block runs, at most most_s seconds."""
     proc = subprocess.Popen([sys.executable, "-c", f"import time\nend = time.monotonic() + {most_s}\n"
-                             "while time.monotonic() < end: pass"], preexec_fn=pin({cpu}))
+                             "while time.monotonic() < end: pass"], preexec_fn=pinned_to({cpu}))
     try:
         yield
     finally:

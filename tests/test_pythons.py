@@ -1,4 +1,4 @@
-"""The lab on several Pythons (issue 7): a server image per version, the strategies that need 3.14,
+"""The lab on several Pythons: a server image per version, the strategies that need 3.14,
 and a free-threaded build whose threads really run in parallel.
 
 The free-threaded build tested here is 3.13t: it is compiled from Debian's python3.13 source

@@ -1,4 +1,4 @@
-"""The stand-in for the official python:3.13-slim image (issue 23): scripts/build-python-image
+"""The stand-in for the official python:3.13-slim image: scripts/build-python-image
 --official-standin 3.13 compiles CPython from the python3.13 source that the Debian mirror serves, the
 way the official image is built (under /usr/local, shared libpython, pip from ensurepip, no compiler
 left), on the offline trixie base, and tags it python:3.13-slim, so that the lab's default path

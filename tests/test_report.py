@@ -1,7 +1,6 @@
 """The report and compare, on stored fixture records, with no Docker: what they show comes from the
 record alone. The CLI tests run `python -m lab` as the user runs it."""
 import base64
-import copy
 import json
 import os
 import re
@@ -11,14 +10,14 @@ import sys
 
 import pytest
 
+from conftest import REPO
 from lab import experiments
+from lab.cpu import wake_up
+from lab.perf2 import client_limit_note, client_limited
 from lab.records import compare
 from lab.records import report
-from lab.cpu import wake_up
 from lab.records.document import Image, to_html, to_markdown
-from lab.perf2 import client_limit_note, client_limited
 from lab.records.record import RunView, load_run
-from conftest import REPO
 from test_claims import BEFORE, NOW, OLDER
 
 pytestmark = pytest.mark.fast

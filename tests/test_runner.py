@@ -1,8 +1,8 @@
 """The experiment runner on real containers: a quick run, interrupt and resume, and the report.
 (Its logic alone, on stored records and with no Docker: test_plan, test_claims, test_report.)"""
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys

@@ -11,20 +11,23 @@ import time
 
 import pytest
 
+from clients.common import pinned_to
 from conftest import REPO
-from server import strategies
+from server import pool, strategies
 from wire import ask, connect, no_reply_within, read_lines, reset
 
 # Every strategy (server.strategies) that this Python can run; one that needs a newer Python (NEEDS)
 # is tested for its refusal to start.
-ALL = [name for name, module in strategies.ALL.items() if not getattr(module, "NEEDS", None)]
-NEEDS_NEWER = [name for name, module in strategies.ALL.items() if getattr(module, "NEEDS", None)]
-INTERPRETERS = [name for name in ["subinterpreters"] if name in ALL]
-# Strategies that keep short requests moving during a long one: its fib runs in a pool.
-PROCESS_POOLS = ["process-pool", "threshold-pool", "asyncio-pool"]
-POOLS = [*PROCESS_POOLS, *INTERPRETERS]
-# Strategies that serve any number of clients at once (prefork serves --workers of them, C10).
-CONCURRENT = ["threaded", *POOLS, "asyncio", "generators"]
+ALL = strategies.runnable()
+NEEDS_NEWER = [name for name in strategies.ALL if name not in ALL]
+# Strategies that serve any number of clients at once (sequential one, prefork --workers of them: C1, C10).
+CONCURRENT = [name for name in ALL if strategies.at_once(name, workers=2) is None]
+# Of those, the ones on one CPU compute a long fib inline, in the one thread that serves everyone (C13).
+INLINE = [name for name in CONCURRENT if not strategies.load(name).MULTICORE]
+# The ones with --workers keep short requests moving during a long one: its fib runs in their pool.
+POOLS = [name for name in CONCURRENT if "workers" in strategies.load(name).USES]
+# Of those, the pools of processes (server.pool.process_pool), whose workers a test can kill.
+PROCESS_POOLS = [name for name in POOLS if vars(strategies.load(name)).get("process_pool") is pool.process_pool]
 THIS_BUILD = {"version": platform.python_version(), "implementation": sys.implementation.name,
               "switch_interval_s": sys.getswitchinterval(),
               "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
@@ -188,7 +191,7 @@ def long_request_delays_a_short_one(server, long_n=32):
         return short_wait / (time.perf_counter() - started)
 
 
-@pytest.mark.parametrize("strategy", ["asyncio", "generators"])
+@pytest.mark.parametrize("strategy", INLINE)
 def test_c13_a_long_inline_request_blocks_every_other_client(start_server, strategy):
     server = start_server(strategy, "--quiet")
     assert long_request_delays_a_short_one(server) > 0.5
@@ -244,7 +247,7 @@ def test_server_build_json_describes_this_python():
 
 def test_prefork_defaults_to_the_cpus_it_may_run_on(start_server):
     """Pinned to one CPU, prefork forks one child: CPU pinning is honoured."""
-    server = start_server("prefork", preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    server = start_server("prefork", preexec_fn=pinned_to({min(os.sched_getaffinity(0))}))
     time.sleep(0.3)
     group = [pid for pid, _, pgid in _processes() if pgid == server.proc.pid]
     assert len(group) == 2  # the parent and one child
@@ -338,19 +341,18 @@ def test_bad_command_lines_get_a_clear_error(args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_the_strategies_this_python_lacks_are_named():
-    assert sorted(ALL + NEEDS_NEWER) == sorted(strategies.ALL) and set(PROCESS_POOLS) <= set(ALL)
-    assert CONCURRENT and all(name in ALL for name in CONCURRENT)
+def test_the_lists_of_strategies_above_find_some():
+    assert ALL and CONCURRENT and INLINE and POOLS and PROCESS_POOLS
 
 
-@pytest.mark.skipif(bool(INTERPRETERS), reason="this Python has InterpreterPoolExecutor")
-def test_subinterpreters_refuses_before_listening_on_an_older_python(start_server):
+@pytest.mark.parametrize("strategy", NEEDS_NEWER)
+def test_a_strategy_this_python_cannot_run_refuses_before_listening(start_server, strategy):
     """One line, exit 2, and no bind: on a port in use it would otherwise fail with 'cannot listen'."""
     server = start_server("threaded")
-    result = run_module("server", "--strategy", "subinterpreters", "--port", str(server.port))
+    result = run_module("server", "--strategy", strategy, "--port", str(server.port))
     assert result.returncode == 2
-    assert result.stderr == ("python -m server: error: --strategy subinterpreters needs Python 3.14 or newer "
-                             f"(InterpreterPoolExecutor, PEP 734); this is Python {platform.python_version()}\n")
+    assert result.stderr == (f"python -m server: error: --strategy {strategy} needs {strategies.load(strategy).NEEDS}; "
+                             f"this is Python {platform.python_version()}\n")
     assert result.stdout == ""
 
 

@@ -1,4 +1,4 @@
-"""Shutdown under load, the issue's contract: within 2 s of SIGTERM or SIGINT (to the server alone, or
+"""Shutdown under load, the server's contract: within 2 s of SIGTERM or SIGINT (to the server alone, or
 a terminal's Ctrl-C to its whole process group, once or twice), in every strategy, the server exits with
 code 0 and leaves no process of its group behind (pool workers, forkserver, prefork children), while all
 of this happens at once:
@@ -14,12 +14,12 @@ of this happens at once:
 
 Each test records its time as the "shutdown_s" property; tests/conftest.py prints the worst of them.
 """
+from contextlib import contextmanager
 import os
 import resource
 import signal
 import subprocess
 import time
-from contextlib import contextmanager
 
 import pytest
 
@@ -27,14 +27,15 @@ from clients import abuse
 from server import limits, strategies
 from wire import ask, connect, reset
 
-ALL = [name for name, module in strategies.ALL.items() if not getattr(module, "NEEDS", None)]
+ALL = strategies.runnable()
 LIMIT_S = 2.0
 IDLE = 2000
 CHURN = 1000
 BUSY = 2
 WORKERS = BUSY + 1  # pools and prefork: the busy clients take all workers but one, the flood takes that one
-# A long fib here blocks every other client (C1, C13): one busy client is all that they can take.
-ONE_AT_A_TIME = {"sequential", "asyncio", "generators"}
+# A long fib blocks every other client where one thread serves them all (C1, C13): one busy client is all
+# that they can take.
+ONE_AT_A_TIME = {name for name in ALL if not strategies.load(name).MULTICORE}
 # They accept a client only when a process is free (C1, C10): the others wait in the backlog.
 LAZY = {name for name in ALL if strategies.at_once(name, WORKERS)}
 # More than loopback's buffers hold (several MB each way) and than a server answers before the signal:

@@ -2,17 +2,17 @@
 experiments; the tooling is a package (no script folder on the import path); the README is a
 newcomer's page whose links resolve. Read from the repository's files, with no Docker."""
 import ast
+from pathlib import Path
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from lab import pythons
 from lab.records import listing
 from server import handlers, protocol, strategies
-from conftest import REPO
 
 pytestmark = pytest.mark.fast
 IMPORT_PATH = "sys." + "path"  # spelled in two parts, so that searching the repository for it finds nothing here
@@ -83,7 +83,7 @@ FIBONACCI = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1
 
 def test_one_fib_convention_for_the_server_and_for_every_check_of_its_replies():
     for n, value in enumerate(FIBONACCI):
-        assert handlers.fib_reply(n) == protocol.fib_reply(n) == b"%d\n" % value
+        assert handlers.compute_fib_reply(n) == protocol.fib_reply(n) == b"%d\n" % value
 
 
 def test_the_docs_list_of_experiments_is_the_registrys():

@@ -13,11 +13,11 @@ such a job the long request's thread waits for a CPU to take the GIL back, and p
 C6 is measured again, too, when its long request's thread spent too long off a CPU (HOLDS_A_CPU).
 A claim whose every attempt ran so is not judged, and the test says so.
 """
+from contextlib import nullcontext
 import json
 import re
 import time
 import urllib.request
-from contextlib import nullcontext
 
 import pytest
 
@@ -25,8 +25,8 @@ from browser import chromium_driver, screenshot, wait_for_text  # noqa: F401  (f
 from compose_lab import built, lab, lab_env  # noqa: F401  (fixtures, by import)
 
 from lab.cpu.cpusets import parse_cpuset
-from lab.experiments import convoy, live, perf1
 from lab.cpu.wake_up import MEANING
+from lab.experiments import convoy, live, perf1
 
 EXPERIMENTS = live()
 ATTEMPTS = 3  # runs of one claim, when the earlier ones were starved
@@ -325,7 +325,7 @@ def test_a_server_that_is_down_is_named_and_the_run_is_partial(lab, chromium_dri
 
 
 def test_the_gil_profile_shows_the_long_requests_thread_holding_the_gil(lab, chromium_driver):
-    """compose's profile gil: lab.gil_sampler reads server-threaded with py-spy and posts each second to the
+    """compose's profile gil: clients.gil_sampler reads server-threaded with py-spy and posts each second to the
     Lab view, which draws each thread's share of the GIL. During C6 the thread that runs fib(n) holds it
     in (nearly) every sample of a second; perf2's thread, which needs it for every request, in few."""
     lab.compose("--profile", "gil", "up", "-d", "--no-build", "--wait", "--wait-timeout", "150", "gil-sampler",

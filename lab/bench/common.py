@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+from clients.common import pinned_to
 from lab import REPO
 from lab.cpu import layout
 from server.strategies import threaded
@@ -24,14 +25,23 @@ def cpu_plan(load="the load", one_client_cpu=False):
     return server, others, layout.text(cpus[0], others, load)
 
 
-def pinned_to(cpus):
-    """A preexec_fn that pins the child process to `cpus` (None: leave it alone)."""
-    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+class BenchError(Exception):
+    """What stops a benchmark, in one line (exit_status prints it)."""
 
 
-def start_server(tool, cpus, *args):
+def exit_status(tool, measure):
+    """Run measure(): exit status 0, or 1 after a BenchError's line on stderr, as `TOOL: why`."""
+    try:
+        measure()
+    except BenchError as error:
+        print(f"{tool}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def start_server(cpus, *args):
     """A threaded server (with `args`, e.g. --handler echo) on a free port of 127.0.0.1, pinned to
-    `cpus`, in its own session; (process, port). `tool` names the benchmark in the error that stops it."""
+    `cpus`, in its own session; (process, port)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "--strategy", threaded.NAME, *args, "--port", "0", "--quiet"],
         cwd=REPO, stdout=subprocess.PIPE, preexec_fn=pinned_to(cpus), start_new_session=True)
@@ -39,7 +49,7 @@ def start_server(tool, cpus, *args):
     line = proc.stdout.readline().decode() if ready else ""
     if not line.startswith("listening on "):
         stop(proc)
-        sys.exit(f"{tool}: the server ({threaded.NAME} {' '.join(args)}) did not start: {line!r}")
+        raise BenchError(f"the server ({threaded.NAME} {' '.join(args)}) did not start: {line!r}")
     return proc, int(line.rsplit(":", 1)[1])
 
 

@@ -2,12 +2,13 @@
 that prints figures; not a test.
 
 Against one server (threaded, on this host), it runs in alternating rounds (lab then bare, bare then
-lab, ...) the lab's client (python -m clients.perfN --json) and the article's bare loop written out
-here (sock.send(b'1'); sock.recv(100), nothing else), each for --duration seconds, and prints each
-round's ratio lab / bare of requests per second, then the median of the rounds. A ratio near 1 means
-the lab's client costs no more than the article's loop; perf2, whose requests are the cheapest, shows
-the client's own cost most. With 2 or more CPUs the server runs on the first CPU and the clients on
-the second, in the runner's perf2 layout (across CPUs; lab.cpu.layout), which the output names.
+lab, ...) the lab's client (python -m clients.perfN --json) and the article's bare loop
+(clients.perf2.bare_loop: sock.send(b'1'); sock.recv(100), nothing else), each for --duration
+seconds, and prints each round's ratio lab / bare of requests per second, then the median of the
+rounds. A ratio near 1 means the lab's client costs no more than the article's loop; perf2, whose
+requests are the cheapest, shows the client's own cost most. With 2 or more CPUs the server runs on
+the first CPU and the clients on the second, in the runner's perf2 layout (across CPUs;
+lab.cpu.layout), which the output names.
 """
 import argparse
 import json
@@ -15,16 +16,15 @@ import statistics
 import subprocess
 import sys
 
-from lab.bench.common import cpu_plan, pinned_to, start_server, stop
+from clients.common import pinned_to
+from lab.bench.common import BenchError, cpu_plan, exit_status, start_server, stop
 
-# The article's loop, as a hand-run script would have it: perf2 asks fib(1), perf1 fib(n). It prints
-# requests per second.
-BARE_LOOP = ("import socket, sys, time\n"
+# The article's loop in a process of its own, as a hand-run script would be: perf2 asks fib(1), perf1
+# fib(n). It prints requests per second.
+BARE_LOOP = ("import socket, sys\n"
+             "from clients.perf2 import bare_loop\n"
              "sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))\n"
-             "request = sys.argv[4].encode()\n"
-             "n, end = 0, time.perf_counter() + float(sys.argv[3])\n"
-             "while time.perf_counter() < end:\n"
-             "    sock.send(request); sock.recv(100); n += 1\n"
+             "n, _ = bare_loop(sock, sys.argv[4].encode(), float(sys.argv[3]))\n"
              "print(n / float(sys.argv[3]))\n")
 
 
@@ -44,7 +44,7 @@ def run(cmd, cpus, timeout):
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout,
                           preexec_fn=pinned_to(cpus))
     if proc.returncode != 0:
-        raise SystemExit(f"bench-fidelity: {' '.join(map(str, cmd[:3]))} failed: {proc.stderr.strip()[-300:]}")
+        raise BenchError(f"{' '.join(map(str, cmd[:3]))} failed: {proc.stderr.strip()[-300:]}")
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -65,8 +65,12 @@ def bare_rate(tool, port, args, cpus):
 
 def main(argv=None):
     args = parse_args(argv)
+    return exit_status("bench-fidelity", lambda: benchmark(args))
+
+
+def benchmark(args):
     server_cpus, client_cpus, pinning = cpu_plan(load="the client asks", one_client_cpu=True)
-    server, port = start_server("bench-fidelity", server_cpus)
+    server, port = start_server(server_cpus)
     try:
         print(f"{pinning}; {args.rounds} rounds of {args.duration:g} s each, alternating", flush=True)
         for tool in ("perf2", "perf1"):
@@ -81,7 +85,6 @@ def main(argv=None):
                   f"(range {min(ratios):.2f}-{max(ratios):.2f})", flush=True)
     finally:
         stop(server)
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Against the lab's echo server (a thread per connection, --handler echo), over the same
 number of connections, the same payload and the same duration, it measures in turn:
   (a) the article's bare perf2 loop: blocking sockets, one thread per connection, each doing
-      sock.send(payload); sock.recv(100) as fast as it can, all in one process;
+      sock.send(payload); sock.recv(100) as fast as it can (clients.perf2.bare_loop), all in one process;
   (b) one Locust worker process running the lab's TCP user (locustfiles/echo.py), driven by a
       headless master;
 and prints the request rate of each and the ratio b/a. The lab wants b/a >= 0.9, so that what it
@@ -35,6 +35,7 @@ import json
 import math
 import multiprocessing
 import os
+from pathlib import Path
 import resource
 import socket
 import statistics
@@ -43,13 +44,14 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import psutil
 
+from clients.common import free_port, pinned_to
+from clients.perf2 import bare_loop
 from lab import REPO
-from lab.bench.common import STARTUP_TIMEOUT_S, cpu_plan, pinned_to, start_server, stop
+from lab.bench.common import STARTUP_TIMEOUT_S, BenchError, cpu_plan, exit_status, start_server, stop
 
 LOCUSTFILE = REPO / "locustfiles" / "echo.py"
 NO_IO_LOCUSTFILE = REPO / "locustfiles" / "_no_io.py"
@@ -144,14 +146,8 @@ def bare_loop_process(port, connections, duration, payload, cpus, results):
     everyone_connected = threading.Barrier(connections + 1)
 
     def perf2(index):
-        sock = sockets[index]
         everyone_connected.wait()
-        count, end = 0, time.perf_counter() + duration
-        while time.perf_counter() < end:
-            sock.send(payload)
-            sock.recv(100)
-            count += 1
-        counts[index] = count
+        counts[index], _ = bare_loop(sockets[index], payload, duration)
 
     threads = [threading.Thread(target=perf2, args=(index,)) for index in range(connections)]
     for thread in threads:
@@ -179,12 +175,6 @@ def measure_bare_loop(args, port, payload, cpus):
 
 
 # ------------------------------------------------------------------------- (b) one Locust worker
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def measure_locust_worker(args, port, cpus, workdir, locustfile=LOCUSTFILE, while_running=None):
     """One headless run of `locustfile` in --processes worker processes; while_running(worker pid), if
@@ -220,13 +210,13 @@ def measure_locust_worker(args, port, cpus, workdir, locustfile=LOCUSTFILE, whil
                 stop(proc)
     summary_path = Path(f"{prefix}_hdr.json")
     if not summary_path.exists():
-        sys.exit(f"bench-loadgen: Locust wrote no {summary_path.name}; its stderr:\n{errors.decode()[-2000:]}")
+        raise BenchError(f"Locust wrote no {summary_path.name}; its stderr:\n{errors.decode()[-2000:]}")
     summary = json.loads(summary_path.read_text())
     if summary["locust"]["num_failures"]:
-        sys.exit(f"bench-loadgen: Locust reported {summary['locust']['num_failures']} failures")
+        raise BenchError(f"Locust reported {summary['locust']['num_failures']} failures")
     measured = summary["per_second"][1:-1][:int(args.duration)]
     if not measured:
-        sys.exit("bench-loadgen: Locust completed no request in a whole second")
+        raise BenchError("Locust completed no request in a whole second")
     first, last = measured[0][0], measured[-1][0]
     requests = sum(count for _, count in measured)
     samples = worker_cpu.samples
@@ -245,7 +235,7 @@ def profile_locust_worker(args, port, cpus, workdir):
     """py-spy's samples of one (b) run's worker, counted by where the innermost frame is."""
     py_spy = Path(args.python).parent / "py-spy"
     if not py_spy.exists():
-        sys.exit(f"bench-loadgen: --profile needs py-spy next to {args.python} (requirements/bench.txt)")
+        raise BenchError(f"--profile needs py-spy next to {args.python} (requirements/bench.txt)")
     raw = Path(workdir) / "profile.txt"
 
     def record(pid):
@@ -254,7 +244,7 @@ def profile_locust_worker(args, port, cpus, workdir):
                                *(["--subprocesses"] if args.processes > 1 else [])],
                               capture_output=True, text=True, timeout=PROFILE_S + 30)
         if proc.returncode != 0:
-            sys.exit(f"bench-loadgen: py-spy failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+            raise BenchError(f"py-spy failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
 
     measure_locust_worker(args, port, cpus, workdir, while_running=record)
     return samples_by_place(raw.read_text())
@@ -304,6 +294,10 @@ def print_profile(places):
 
 def main():
     args = parse_args()
+    return exit_status("bench-loadgen", lambda: benchmark(args))
+
+
+def benchmark(args):
     payload = b"x" * (args.bytes - 1) + b"\n"
     server_cpus, load_cpus, pinning = cpu_plan(load="loads (a) and (b)")
     server = None
@@ -311,7 +305,7 @@ def main():
         port, pinning = args.port, f"server on 127.0.0.1:{args.port} (not started here, not pinned); " + \
             (f"loads pinned to CPU {','.join(map(str, sorted(load_cpus)))}" if load_cpus else "loads not pinned")
     else:
-        server, port = start_server("bench-loadgen", server_cpus, "--handler", "echo")
+        server, port = start_server(server_cpus, "--handler", "echo")
     print(f"bench-loadgen: echo server on 127.0.0.1:{port}; {pinning}")
     print(f"  {args.connections} connections, {args.bytes}-byte requests, {args.duration:g} s per run, "
           f"{args.rounds} rounds; Locust from {args.python}", flush=True)
@@ -356,5 +350,6 @@ def main():
                           "ratio": ratio, "cpu_per_request_ratio": bare_cpu / locust_cpu,
                           "no_io_share": floor_cpu / locust_cpu}))
 
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

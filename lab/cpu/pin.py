@@ -21,8 +21,8 @@ import sys
 
 import docker
 
-from lab.runner.compose import PROJECT_LABEL, ROLE_LABEL, SERVICE_LABEL
 from lab.cpu.cpusets import format_cpuset, parse_cpuset, pinned
+from lab.runner.compose import PROJECT_LABEL, ROLE_LABEL, SERVICE_LABEL
 from server.affinity import wanted_cpus
 
 

@@ -20,10 +20,24 @@ declares, at module level:
   LIVE                 its live forms for the running lab's Locust (lab.live.forms.LiveForm), judged by
                        the same claims (optional)
 
+and, optionally, what code shared by every experiment (the report, compare, the table across Pythons)
+reads of it, found here and never by the experiment's name:
+
+  PERF2_RATES = True   its req/s figures are rates clients.perf2 measured: each is read against the run's
+                       perf2 client ceiling, and marked client-limited near it (lab.perf2)
+  perf2_alone(view)    [(label, cell, measurement key)] of its perf2 rates with no long request running:
+                       the loopback floor's plot shows them next to the floor
+  PERF2_CEILING        the measurement of its cell that is the perf2 client's own ceiling in the run,
+                       which every perf2 rate of the run is read against (one experiment measures it)
+  live_measurements(floors)  its cell's measurements from the ping-pong floors the Lab view's master
+                       measures (lab.cpu.wake_up.here), for the live forms that read the load side
+  one_thread_s(view)   the mean latency of one request computed on one thread of the view's Python, or
+                       None: the table across Pythons compares builds by it (one experiment measures it)
+
 Experiments run, and their sections read, in the order of the claims they back or support.
 """
-import pkgutil
 from importlib import import_module
+import pkgutil
 
 from lab.cells import Cell, experiment_name
 from lab.claims import Claim, claim_order
@@ -82,6 +96,27 @@ def live():
     return {form.key: form for form in sorted(found, key=lambda form: form.claim.order)}
 
 
+def declaring(name):
+    """{experiment name: module} of the experiments that declare name (PERF2_RATES, perf2_alone), in their order."""
+    return {key: module for key, module in modules().items() if hasattr(module, name)}
+
+
+def provider(name):
+    """The experiment that declares name, a figure one experiment measures for all (PERF2_CEILING,
+    one_thread_s), or None if none does."""
+    found = declaring(name)
+    if len(found) > 1:
+        raise TypeError(f"experiments {', '.join(found)} each declare {name}: one experiment measures it")
+    return next(iter(found.values()), None)
+
+
+def is_perf2_rate(cell_record, unit):
+    """Whether a key figure of that unit, of that stored cell, is a rate clients.perf2 measured: a req/s
+    figure of an experiment that declares PERF2_RATES."""
+    module = modules().get(cell_record.get("experiment"))
+    return unit == "req/s" and getattr(module, "PERF2_RATES", False)
+
+
 def rank(module):
     """Where an experiment goes: after the first claim it backs, or else after the first it supports."""
     own = sorted(claim.order for claim in claims_of(module))
@@ -134,4 +169,5 @@ def plan(mode, strategies=None, experiments=None, pythons=None, versions=None):
     return [*cells(None, False), *(cell for python in pythons for cell in cells(python, True))]
 
 
-__all__ = ["Cell", "MODES", "claims", "figures", "live", "modules", "plan", "register", "unregister"]
+__all__ = ["Cell", "MODES", "claims", "declaring", "figures", "is_perf2_rate", "live", "modules", "plan", "provider",
+           "register", "unregister"]

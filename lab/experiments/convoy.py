@@ -6,20 +6,20 @@ perf2's thread advances about once per switch interval while fib(n) runs, and it
 A process pool costs every short request its trip to a worker, but a long request no longer drops the
 rate (C8); a threshold pool keeps the short requests inline and fast (C9).
 """
-import math
-import statistics
-import time
 from contextlib import nullcontext
+import math
+import time
 
-from lab.cpu import layout
-from lab.live import forms
-from lab.records import plots
-from lab.cpu.cpusets import parse_cpuset
-from lab.records.document import Heading, Paragraph
-from lab.cells import Cell, target
+from lab.cells import Cell, experiment_name, target
 from lab.claims import NotRun, claim, pct
-from lab.perf2 import rate
+from lab.cpu import layout
+from lab.cpu.cpusets import parse_cpuset
+from lab.live import forms
+from lab.perf2 import rate, rates
 from lab.pythons import version_tuple
+from lab.records import plots
+from lab.records.document import Heading, Paragraph
+from server import placement
 from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, runs_on,
                                subinterpreters, threaded, threshold_pool)
 
@@ -40,6 +40,7 @@ COLLAPSED = 0.9  # a rate that drops at least this much while the long request r
 MIN_CPUS = 2
 ATTEMPTS = 3  # a cell whose layout keeps changing is measured this many times, then not judged
 WATCH_INTERVAL_S = 0.1  # clients.thread_cpus's samples: a few ms of CPU each, on the server's CPUs
+PERF2_RATES = True
 
 
 def cells(mode):
@@ -92,23 +93,6 @@ def measure_once(ctx, cell, beside=None):
             "long_cpus": layout.computed_on(watch, *phases["during"])}
 
 
-def rates(perf2, long_start, long_end):
-    """Mean rate in the whole buckets before the long request (the first one is warm-up) and in
-    those wholly inside it; drop = 1 - during / before; before_cv: how steady the rate was before it,
-    the buckets' standard deviation over their mean (None: fewer than two buckets)."""
-    width = perf2["interval_s"]
-    buckets = perf2["buckets"][1:]
-    before = [count for start, count in buckets if start + width <= long_start]
-    during = [count for start, count in buckets if start >= long_start and start + width <= long_end]
-    rate_before = statistics.fmean(before) / width if before else None
-    rate_during = statistics.fmean(during) / width if during else None
-    drop = 1 - rate_during / rate_before if rate_before and rate_during is not None else None
-    before_cv = statistics.pstdev(before) / statistics.fmean(before) if len(before) > 1 and any(before) else None
-    return {"rate_before_per_s": rate_before, "rate_during_per_s": rate_during, "drop": drop, "before_cv": before_cv,
-            "bucket_s": width,
-            "long_started_at": long_start, "long_ended_at": long_end, "buckets_during": len(during)}
-
-
 def figures(m):
     return [("perf2 before", m["rate_before_per_s"], "req/s"), ("perf2 during", m["rate_during_per_s"], "req/s"),
             ("drop", m["drop"], "%"), ("long request", m.get("long_s"), "s")]
@@ -129,7 +113,7 @@ def measured_rates(measured, *strategies, of=None):
     for strategy, m in zip(strategies, found):
         if not m["rate_before_per_s"]:
             raise NotRun(f"{measured.label(strategy, of=of)} measured no perf2 rate before the long request")
-        if m.get("layout_changes"):  # records before the layout was checked have none
+        if m.get("layout_changes"):  # absent from a cell whose layout was not checked
             raise NotRun(f"{measured.label(strategy, of=of)}: perf2's layout did not hold in any of its "
                          f"{m['attempts']} attempts; the last: {'; '.join(m['layout_changes'])}; it measured "
                          f"{text(m)}{in_layout(m)}")
@@ -138,8 +122,8 @@ def measured_rates(measured, *strategies, of=None):
 
 def steady(m):
     """Whether the rate held during the long request: it changed by no more than STEADY, down or up. A rise
-    was a change of layout, not the server's doing (docs/runner.md); a cell measured before the layout
-    was recorded is judged as it was then, on its drop alone."""
+    was a change of layout, not the server's doing (docs/runner.md); a cell with no recorded layout is
+    judged on its drop alone."""
     if m["drop"] is None:
         return False
     return abs(m["drop"]) <= STEADY if m.get("layout") else m["drop"] <= STEADY
@@ -147,7 +131,7 @@ def steady(m):
 
 def in_layout(m):
     """'; in one layout, across CPUs: the server answers on CPU 0, the client asks on CPU 1; fib(34) computed
-    on CPU 1' ('' before it was recorded)."""
+    on CPU 1' ('' for a cell with no recorded layout)."""
     if not m.get("layout"):
         return ""
     where = f"; fib({m['long_n']}) computed on CPU {layout.format_cpus(m['long_cpus'])}" if m.get("long_cpus") else ""
@@ -203,8 +187,8 @@ def report(view):
 
 
 def layouts_of(view):
-    """' Every rate here was measured in one layout, across CPUs: ...' (each, if the cells differ; '' for a
-    run before layouts were recorded)."""
+    """' Every rate here was measured in one layout, across CPUs: ...' (each, if the cells differ; '' for
+    cells with no recorded layout)."""
     found = {m["layout"]["text"]: None for m in map(view.measurements, view.cells(__name__)) if m and m.get("layout")}
     if not found:
         return ""
@@ -214,56 +198,43 @@ def layouts_of(view):
 def rate_over_time(view, cells, title):
     """perf2's rate in each bucket, one subplot per convoy cell, with the long request shaded."""
 
-    def draw():
-        plt = plots.pyplot()
-        if not cells:
-            fig, ax = plt.subplots(figsize=(plots.WIDTH_IN, 2))
-            plots.say(ax, f"{title}: not run")
-            return fig
-        fig, axes = plt.subplots(len(cells), 1, figsize=(plots.WIDTH_IN, 1.9 * len(cells) + 0.6), sharex=True,
-                                 squeeze=False)
-        fig.suptitle(title)
-        for ax, cell in zip(axes[:, 0], cells):
-            m = view.measurements(cell)
-            perf2 = view.raw(cell, "perf2.json") if m else None
-            if m is None or not perf2 or not perf2.get("buckets"):
-                ax.set_title(cell.label, fontsize="medium", loc="left")
-                plots.say(ax, plots.absent(view, cell) if m is None else "no raw perf2.json for this cell")
-                continue
-            start = perf2.get("started_at") or perf2["buckets"][0][0]
-            edges, bucket_rates = rates_per_bucket(perf2, start)
-            ax.stairs(bucket_rates, edges, color=plots.BEFORE, fill=True, alpha=0.6, label="perf2 rate")
-            ax.axvspan(m["long_started_at"] - start, m["long_ended_at"] - start, color=plots.LONG, alpha=0.35,
-                       label=f"fib({m['long_n']}) running")
-            if m["rate_before_per_s"] is not None:
-                ax.axhline(m["rate_before_per_s"], color=plots.BEFORE, linestyle="--", linewidth=1,
-                           label="mean before")
-            ax.set_title(f"{cell.label}: {text(m)}", fontsize="medium", loc="left")
-            ax.set_ylabel("req/s")
-            ax.set_ylim(bottom=0)
-        width = next((cell.params.get("interval_s") for cell in cells if cell.params.get("interval_s")), math.nan)
-        axes[-1, 0].set_xlabel(f"seconds since perf2 started (buckets of {width:g} s)")
-        handles = next((ax.get_legend_handles_labels() for ax in axes[:, 0] if ax.get_legend_handles_labels()[0]),
-                       None)
-        if handles:
-            axes[0, 0].legend(*handles, loc="upper right", fontsize="small")
-        return fig
+    def draw_on(ax, cell):
+        m = view.measurements(cell)
+        perf2 = view.raw(cell, "perf2.json") if m else None
+        if m is None or not perf2 or not perf2.get("buckets"):
+            plots.subtitle(ax, cell.label)
+            plots.say(ax, plots.absent(view, cell) if m is None else "no raw perf2.json for this cell")
+            return
+        start = perf2.get("started_at") or perf2["buckets"][0][0]
+        plots.perf2_rate(ax, perf2, start)
+        plots.long_request(ax, m, start, alpha=0.35)
+        if m["rate_before_per_s"] is not None:
+            ax.axhline(m["rate_before_per_s"], color=plots.BEFORE, linestyle="--", linewidth=1, label="mean before")
+        plots.subtitle(ax, f"{cell.label}: {text(m)}")
+        ax.set_ylabel("req/s")
+        ax.set_ylim(bottom=0)
 
-    return plots.plot(view, cells, draw)
+    width = next((cell.params.get("interval_s") for cell in cells if cell.params.get("interval_s")), math.nan)
+    return plots.stacked(view, cells, title, 1.9, draw_on, f"seconds since perf2 started (buckets of {width:g} s)")
 
 
-def rates_per_bucket(perf2, start):
-    """(edges, rates) of perf2's buckets, time relative to start. The last bucket may be cut short by
-    the end of the run, so its rate is over the part that ran."""
-    width = perf2["interval_s"]
-    ended = perf2.get("ended_at")
-    edges, bucket_rates = [], []
-    for bucket_start, count in perf2["buckets"]:
-        ran = min(width, ended - bucket_start) if ended and ended > bucket_start else width
-        edges.append(bucket_start - start)
-        bucket_rates.append(count / ran)
-    edges.append(edges[-1] + width)
-    return edges, bucket_rates
+def perf2_alone(view):
+    """Its perf2 rates before the long request, for the loopback floor's plot."""
+    return [(plots.short(cell), cell, "rate_before_per_s") for cell in view.cells(__name__)]
+
+
+def live_cells(run, strategy, name, long_role, start, end):
+    """The convoy cell of `strategy` (perf2's rate before and while a long request ran) in a live run
+    (lab.live.forms.LiveRun), as measure() makes it, from the requests `name` seen in [start, end)."""
+    long = long_role and run.requests(long_role.key)[0]
+    long_start, long_end = (long["started_at"], long["ended_at"]) if long else (math.inf, math.inf)
+    m = rates(run.buckets(name, start, end, settle=0), long_start, long_end)
+    if long_role and not m["buckets_during"]:
+        raise forms.NotEnough("not enough data yet: the long request has not lasted a whole second")
+    m.update(long_n=long_role.n if long_role else None, long_s=long and long["ended_at"] - long["started_at"])
+    if run.settings.get("placement") == placement.FIXED:  # only servers that place their threads have a layout
+        m["layout"] = layout.of(run.settings, strategy)
+    return {Cell(experiment_name(__name__), strategy).label: m}
 
 
 def live_convoy(claim_, strategy, about, compared=None, min_cpus=1, min_lab_cpus=1):
@@ -280,9 +251,9 @@ def live_convoy(claim_, strategy, about, compared=None, min_cpus=1, min_lab_cpus
                                           convoy)
 
     def cells(run):
-        found = forms.convoy_cells(run, strategy, short.request_name, long, *run.window(len(stages) - 1))
+        found = live_cells(run, strategy, short.request_name, long, *run.window(len(stages) - 1))
         if compared is not None:
-            found.update(forms.convoy_cells(run, compared, alone.request_name, None, *run.window(0)))
+            found.update(live_cells(run, compared, alone.request_name, None, *run.window(0)))
         return found
 
     title = f"{claim_.id}: the convoy on {strategy.NAME}" + (f", next to {compared.NAME}" if compared else "")

@@ -1,7 +1,7 @@
 """echo_clients: N echo clients, all connected at once, are all served by a thread each (C2)."""
-from lab.live import forms
 from lab.cells import Cell, experiment_name, target
 from lab.claims import claim
+from lab.live import forms
 from server.strategies import threaded
 
 SIZES = {"quick": dict(clients=50), "full": dict(clients=200)}

@@ -2,7 +2,7 @@
 and C6).
 
 The article explains C4 and C6 with the GIL; the other experiments show only their effects. Here py-spy
-reads the server from a side container (lab.gil_sampler) while the same clients run again:
+reads the server from a side container (clients.gil_sampler) while the same clients run again:
 - convoy: perf2 with a long fib(n) in the middle. While fib(n) runs, its thread holds the GIL in nearly
   every sample and perf2's thread almost never: C6 made visible.
 - perf1: two perf1 clients at once. Their two threads take turns, each holding the GIL about half of
@@ -10,14 +10,15 @@ reads the server from a side container (lab.gil_sampler) while the same clients 
 The cells are separate from convoy's and perf1's, so that the sampler's own CPU never touches the
 figures the claims are judged on.
 """
-from lab.records import plots
-from lab.records.document import Heading, Paragraph, Table
+from clients.gil_sampler import HELD
 from lab.cells import Cell, target
 from lab.claims import pct
 from lab.experiments import convoy
-from lab.gil_sampler import HELD, Sampling
 from lab.pythons import free_threaded
+from lab.records import plots
+from lab.records.document import Heading, Paragraph, Table
 from lab.records.record import python_build
+from lab.runner.gil_sampling import Sampling
 from server.strategies import threaded
 
 RATE_HZ = 25  # a py-spy dump costs about 5 ms of CPU on the load CPU
@@ -198,13 +199,11 @@ def timeline(view, cells):
             if is_convoy(cell):
                 perf2 = view.raw(cell, "perf2.json")
                 start, end = perf2["started_at"], max(perf2["ended_at"], m["long_ended_at"])
-                ax.axvspan(m["long_started_at"] - start, m["long_ended_at"] - start, color=plots.LONG, alpha=0.25,
-                           label=f"fib({m['long_n']}) running")
+                plots.long_request(ax, m, start, alpha=0.25)
             if ax is axes[0, 0]:  # the convoy's perf2 rate, on the same time axis as its GIL below
-                edges, rates = convoy.rates_per_bucket(perf2, start)
-                ax.stairs(rates, edges, color=plots.BEFORE, fill=True, alpha=0.6, label="perf2 rate")
+                plots.perf2_rate(ax, perf2, start)
                 ax.set_ylabel("req/s")
-                ax.set_title(f"{cell.label}: perf2's rate", fontsize="medium", loc="left")
+                plots.subtitle(ax, f"{cell.label}: perf2's rate")
             else:
                 shown = [(row["tid"], f"{row['role']}: {row['name']}") for row in m["gil_threads"]
                          if row["role"] != "accept loop"]
@@ -214,8 +213,8 @@ def timeline(view, cells):
                               **({} if tid else dict(color=plots.FLOOR, linestyle=":")))
                 ax.set_ylim(0, 1.05)
                 ax.set_ylabel("GIL share")
-                ax.set_title(f"{cell.label}: share of the samples in each {BUCKET_S:g} s in which a thread held "
-                             "the GIL", fontsize="medium", loc="left")
+                plots.subtitle(ax, f"{cell.label}: share of the samples in each {BUCKET_S:g} s in which a thread "
+                                   "held the GIL")
             ax.set_xlim(0, end - start)
             ax.legend(loc="upper right", fontsize="small")
             ax.set_xlabel("seconds since the clients started")

@@ -1,8 +1,8 @@
 """idle_connections: what N idle connections cost a server, in threads and resident memory (C13).
 
 Coroutines hold them for a few KiB each; a thread per connection pays a thread each. Memory is
-recorded as USS and PSS beside RSS (the whole server, clients.process_memory); a record made before
-has RSS only, and its figures and text are as they were.
+recorded as USS and PSS beside RSS (the whole server, clients.process_memory); the figures and text
+of a record that has RSS only show RSS only.
 """
 import time
 
@@ -12,7 +12,7 @@ from server.strategies import asyncio_inline, generators, threaded
 
 SIZES = {"quick": dict(connections=2000, hold_s=1.0), "full": dict(connections=10000, hold_s=4.0)}
 STRATEGIES = [asyncio_inline, generators, threaded]
-# The whole server's memory, in KiB, by the name the figures give it; records made before USS and PSS have RSS only.
+# The whole server's memory, in KiB, by the name the figures give it; a record may have RSS only.
 MEMORY = {"uss_kib": "USS", "pss_kib": "PSS", "rss_kib": "RSS"}
 
 

@@ -9,19 +9,18 @@ against the ceiling: one near it may be the client's limit.
 import math
 
 from clients.loopback_floor import SAME
-from lab.runner import environment
-from lab.records import plots
-from lab.cpu import wake_up
-from lab.records.document import Heading, Paragraph, Table
+from lab import experiments
 from lab.cells import Cell, experiment_name
+from lab.cpu import wake_up
 from lab.perf2 import CLIENT_LIMITED_RULE, client_limit_note, rate
-from lab.experiments import convoy, prefork_lockout, switch_interval
+from lab.records import plots
+from lab.records.document import Heading, Paragraph, Table
+from lab.runner import environment
 
 SIZES = {"quick": dict(duration_s=1.5), "full": dict(duration_s=3.0)}
 SUPPORTS = ("C8", "C10")
 PER_PYTHON = False
-# The experiments whose rates clients.perf2 measures: each of their req/s figures is a perf2 rate.
-PERF2_EXPERIMENTS = tuple(map(experiment_name, (convoy, switch_interval, prefork_lockout)))
+PERF2_CEILING = "perf2_ceiling_per_s"
 
 
 def cells(mode):
@@ -32,24 +31,25 @@ def measure(ctx, cell):
     """Both floors and the perf2 client's ceiling in perf2's layout, the three loops sharing the cell's duration."""
     record = environment.floors(ctx.lab, ctx.settings, cell.params["duration_s"])
     ctx.run.save_raw(cell.id, "floor.json", record)
-    return {"rate_per_s": record["rate_per_s"], "perf2_ceiling_per_s": record["perf2_ceiling_per_s"],
+    return {"rate_per_s": record["rate_per_s"], PERF2_CEILING: record["perf2_ceiling_per_s"],
             **{key: record.get(key) for key in wake_up.FIELDS}}
+
+
+def live_measurements(floors):
+    """Its cell's measurements as the Lab view's master measures them (lab.cpu.wake_up.here's record): the
+    across floor, which C10's live form reads."""
+    return {"rate_per_s": floors["rate_per_s"]}
 
 
 def figures(m):
     """Each floor by its layout, and the perf2 client's ceiling (in perf2's layout) where the cell measured it.
-    A cell from before the layouts (issue 24) has one floor, 'rate', wherever the scheduler put both ends on the
-    load CPUs (on one CPU when those were one): not the across floor, so not named as it."""
+    A cell with no perf2_layout has one floor, 'rate', wherever the scheduler put both ends on the load CPUs
+    (on one CPU when those were one): not the across floor, so not named as it."""
     floors = [("floor, same CPU", m.get("same_cpu_per_s")), ("floor, across CPUs", m.get("across_cpus_per_s"))]
     if "perf2_layout" not in m:
         floors = [("rate", m["rate_per_s"])]
-    return [(name, value, "req/s") for name, value in [*floors, ("perf2 client ceiling", m.get("perf2_ceiling_per_s"))]
+    return [(name, value, "req/s") for name, value in [*floors, ("perf2 client ceiling", m.get(PERF2_CEILING))]
             if value]
-
-
-def is_perf2_rate(cell_record, unit):
-    """Whether a key figure of that unit, of that stored cell, is a rate clients.perf2 measured."""
-    return unit == "req/s" and cell_record.get("experiment") in PERF2_EXPERIMENTS
 
 
 def report(view):
@@ -60,7 +60,7 @@ def report(view):
         plots.figure("perf2_vs_floor", "perf2 rate per strategy next to the loopback floor", floor_plot(view)),
     ]
     ceiling = view.perf2_ceiling()
-    if ceiling:  # runs before it was measured render as they always did
+    if ceiling:  # nothing to read the rates against in a run that did not measure it
         blocks += [Paragraph(f"The perf2 client's ceiling in this run: {rate(ceiling)}, clients.perf2's own loop "
                              f"against the floor's echo process. {CLIENT_LIMITED_RULE}"),
                    ceiling_table(view, ceiling)]
@@ -68,7 +68,7 @@ def report(view):
 
 
 def layout_text(view):
-    """' Its layout: ...', the floor cell's layout and its same-CPU floor; '' for a cell from before either."""
+    """' Its layout: ...', the floor cell's layout and its same-CPU floor; '' for a cell without them."""
     m = view.measurements(next(iter(view.cells(__name__)), None)) or {}
     if m.get("same_cpu_per_s") is None:
         return ""
@@ -85,7 +85,7 @@ def ceiling_table(view, ceiling):
         if view.measurements(cell) is not None:
             result = view.result(cell)
             table.rows += [[cell.label, name, rate(value, ceiling)] for name, value, unit in result.get("figures") or []
-                           if is_perf2_rate(result, unit)]
+                           if experiments.is_perf2_rate(result, unit)]
     return table
 
 
@@ -94,21 +94,15 @@ def floor_plot(view):
     measured it, the perf2 client's ceiling."""
     floor_cell = next(iter(view.cells(__name__)), Cell(experiment_name(__name__)))  # 'not run' if not planned
     ceiling = view.perf2_ceiling()
-    layout = (view.measurements(floor_cell) or {}).get("perf2_layout")  # None before issue 24
+    layout = (view.measurements(floor_cell) or {}).get("perf2_layout")  # None in a cell with one floor
     rows = [(f"loopback floor (bare sockets{f', {layout}' if layout else ''})", floor_cell, "rate_per_s", plots.FLOOR)]
     if ceiling:
-        rows.append(("perf2 client ceiling (its own loop)", floor_cell, "perf2_ceiling_per_s", plots.FLOOR))
-    rows += [(plots.short(cell), cell, "rate_before_per_s", plots.BEFORE) for cell in view.cells(convoy)]
-    rows += [(f"{plots.short(cell)} (lockout cell)", cell, "rate_per_s", plots.BEFORE)
-             for cell in view.cells(prefork_lockout)]
+        rows.append(("perf2 client ceiling (its own loop)", floor_cell, PERF2_CEILING, plots.FLOOR))
+    rows += [(label, cell, key, plots.BEFORE) for module in experiments.declaring("perf2_alone").values()
+             for label, cell, key in module.perf2_alone(view)]
     rates = [(view.measurements(cell) or {}).get(key) for _, cell, key, _ in rows]
 
-    def draw():
-        fig, ax = plots.pyplot().subplots(figsize=(plots.WIDTH_IN, 0.45 * len(rows) + 1.4))
-        ax.set_title("perf2 rate per strategy, next to the loopback floor")
-        if not any(rates):
-            plots.say(ax, "perf2 and the loopback floor: not run")
-            return fig
+    def draw_on(ax):
         y = range(len(rows))
         ax.barh(list(y), [r if r is not None else math.nan for r in rates], color=[c for *_, c in rows])
         floor = rates[0]
@@ -125,6 +119,7 @@ def floor_plot(view):
         ax.invert_yaxis()
         ax.set_xlabel("requests per second")
         ax.margins(x=0.35)
-        return fig
 
-    return plots.plot(view, [cell for _, cell, _, _ in rows], draw)
+    return plots.one_axes(view, [cell for _, cell, _, _ in rows], "perf2 rate per strategy, next to the loopback floor",
+                          0.45 * len(rows) + 1.4, draw_on,
+                          empty=None if any(rates) else "perf2 and the loopback floor: not run")

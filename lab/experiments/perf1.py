@@ -7,12 +7,12 @@ scenario drives it (through the running lab's master when it is up, the room wat
 import math
 import statistics
 
-from lab.live import forms
-from lab.records import plots
-from lab.cpu.cpusets import parse_cpuset
-from lab.records.document import Heading, Paragraph, Table
 from lab.cells import Cell, experiment_name, target
 from lab.claims import REPRODUCED, NotRun, claim
+from lab.cpu.cpusets import parse_cpuset
+from lab.live import forms
+from lab.records import plots
+from lab.records.document import Heading, Paragraph, Table
 from server.strategies import asyncio_inline, prefork, process_pool, threaded, threshold_pool
 
 SIZES = {"quick": dict(n=27, duration_s=2.0), "full": dict(n=30, duration_s=6.0)}
@@ -243,31 +243,18 @@ def latency_plot(view):
     cells = view.cells(__name__)
     found = [view.measurements(cell) for cell in cells]
 
-    def draw():
-        fig, ax = plots.pyplot().subplots(figsize=(plots.WIDTH_IN, 4))
-        ax.set_title("perf1: mean latency with 1 client, then with 2 clients at once")
-        if not any(found):
-            plots.say(ax, "perf1: not run")
-            return fig
-        x = range(len(cells))
+    def draw_on(ax):
         one = [m["one_client_mean_s"] * 1000 if m else math.nan for m in found]
         two = [m["two_clients_mean_s"] * 1000 if m else math.nan for m in found]
-        ax.bar([i - 0.2 for i in x], one, 0.4, color=plots.BEFORE, label="1 client")
-        ax.bar([i + 0.2 for i in x], two, 0.4, color=plots.DURING, label="2 clients (mean of both)")
-        for i, (cell, m) in enumerate(zip(cells, found)):
-            if m:
-                ax.annotate(f"×{m['ratio']:.2f}", (i, max(one[i], two[i])), textcoords="offset points",
-                            xytext=(0, 4), ha="center")
-            else:
-                plots.say_at(ax, i, plots.absent(view, cell))
-        ax.set_xticks(list(x), [plots.short(cell) for cell in cells])
-        ax.set_xlim(-0.6, len(cells) - 0.4)
+        plots.side_by_side(ax, view, cells, [(one, plots.BEFORE, "1 client"),
+                                             (two, plots.DURING, "2 clients (mean of both)")],
+                           [f"×{m['ratio']:.2f}" if m else None for m in found])
         ax.set_ylabel("mean latency (ms)")
         ax.margins(y=0.15)
         ax.legend(loc="upper left", bbox_to_anchor=(1, 1))  # outside, clear of the bars and their ratios
-        return fig
 
-    return plots.plot(view, cells, draw)
+    return plots.one_axes(view, cells, "perf1: mean latency with 1 client, then with 2 clients at once", 4, draw_on,
+                          empty=None if any(found) else "perf1: not run")
 
 
 def doubles(view, python, views):
@@ -278,6 +265,12 @@ def doubles(view, python, views):
     verdict = next((row["verdict"] for row in view.verdicts() if row["id"] == c4.id), None)
     said = {None: "", REPRODUCED: ": doubles"}.get(verdict, ": does not double")
     return f"x{m['ratio']:.2f} on CPUs {view.settings.get('pool_cpus')}{said}"
+
+
+def one_thread_s(view):
+    """perf1's mean latency with 1 client on threaded (one thread computing), or None: the table across
+    Pythons compares builds by it."""
+    return (view.measurements(view.find(__name__, threaded)) or {}).get("one_client_mean_s")
 
 
 def single_thread(view, python, views):

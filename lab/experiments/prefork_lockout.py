@@ -2,18 +2,20 @@
 import statistics
 import time
 
-from lab.cpu import layout
-from lab.live import forms
-from lab.cpu.cpusets import parse_cpuset
 from lab.cells import Cell, experiment_name, target
 from lab.claims import NotRun, claim, pct
-from lab.perf2 import rate
+from lab.cpu import layout
+from lab.cpu.cpusets import parse_cpuset
 from lab.experiments import convoy, loopback_floor
+from lab.live import forms
+from lab.perf2 import rate
+from lab.records import plots
 from server import placement
 from server.strategies import prefork, threaded
 
 SIZES = {"quick": dict(long_n=36, perf2_s=1.0), "full": dict(long_n=36, perf2_s=1.0)}
 ATTEMPTS = 4  # perf2 connections, each to the next waiting child, until one is answered in the layout
+PERF2_RATES = True
 
 
 def cells(mode):
@@ -51,6 +53,12 @@ def figures(m):
     return [("perf2", m["rate_per_s"], "req/s"), ("late client's wait", m["late_wait_s"], "s")]
 
 
+def perf2_alone(view):
+    """Its perf2 rate before the long requests, for the loopback floor's plot: named apart from convoy's
+    cell of the same strategy."""
+    return [(f"{plots.short(cell)} (lockout cell)", cell, "rate_per_s") for cell in view.cells(__name__)]
+
+
 @claim("C10", "Prefork has no IPC cost but serves only N at once: N long requests lock everyone out.",
        article="qualitative", version=2,
        rule=f"reproduced if {prefork.NAME}'s perf2 rate is >= 50% of {threaded.NAME}'s (no IPC cost), both in one "
@@ -62,7 +70,7 @@ def c10(measured):
     (threads,) = convoy.measured_rates(measured, threaded, of=convoy)
     floor = measured(of=loopback_floor)["rate_per_s"]
     late = c["late_reply_after_first_free_s"]
-    if "layout" in c and c["answered_on"] != [c["layout"]["answer_cpu"]]:  # earlier records: judged as they were
+    if "layout" in c and c["answered_on"] != [c["layout"]["answer_cpu"]]:  # a cell with no layout has none to hold
         raise NotRun(f"{prefork.NAME}'s perf2 was answered on CPU {layout.format_cpus(c['answered_on'] or [])} in "
                      f"each of {c['attempts']} connections, never in the layout ({c['layout']['text']})")
     share = c["rate_per_s"] / threads["rate_before_per_s"]
@@ -85,7 +93,7 @@ def live_lockout():
         if len(longs) < long.count(run.settings):
             raise forms.NotEnough("not enough data yet: waiting for every long request to end")
         rate_per_s = forms.mean([count for _, count in run.buckets(perf2.request_name, *run.window(1))["buckets"][1:]])
-        found = forms.convoy_cells(run, threaded, alone.request_name, None, *run.window(0))
+        found = convoy.live_cells(run, threaded, alone.request_name, None, *run.window(0))
         found[Cell(experiment_name(loopback_floor)).label] = run.load_side(experiment_name(loopback_floor))
         found[Cell(experiment_name(__name__), prefork).label] = {
             "workers": len(longs), "rate_per_s": rate_per_s,

@@ -10,10 +10,10 @@ in the listen backlog, the kernel's memory: its processes do not grow.
 """
 import math
 
-from lab.records import plots
-from lab.records.document import Heading, Paragraph, Table
 from lab.cells import Cell
 from lab.experiments.idle_connections import MEMORY, while_held
+from lab.records import plots
+from lab.records.document import Heading, Paragraph, Table
 from server import strategies
 from server.strategies import asyncio_inline, prefork, process_pool, sequential, threaded
 

@@ -4,16 +4,17 @@ perf2's thread lets go of the GIL at every socket call, and to get it back it wa
 interval before it asks the long request's thread to let go: while fib(n) runs, perf2 advances about
 once per interval. The rate during the long request follows 1/interval.
 """
-from lab.records import plots
-from lab.records.document import Heading, Paragraph, Table
 from lab.cells import Cell
 from lab.claims import pct
-from lab.perf2 import rate
 from lab.experiments import convoy
+from lab.perf2 import rate
+from lab.records import plots
+from lab.records.document import Heading, Paragraph, Table
 from server.strategies import threaded
 
 SIZES = {"quick": dict(intervals_s=(0.1, 0.001, 0.0001)), "full": dict(intervals_s=(0.1, 0.001, 0.0001))}
 SUPPORTS = ("C6",)
+PERF2_RATES = True
 
 
 def cells(mode):
@@ -71,12 +72,7 @@ def sweep_plot(view, points):
     """perf2's rate before and during the long request against sys.setswitchinterval()."""
     found = {si: view.measurements(cell) for si, cell in points.items()}
 
-    def draw():
-        fig, ax = plots.pyplot().subplots(figsize=(plots.WIDTH_IN, 4))
-        ax.set_title(f"{threaded.NAME} convoy against the switch interval")
-        if not any(found.values()):
-            plots.say(ax, "switch-interval sweep: not run")
-            return fig
+    def draw_on(ax):
         for key, label, colour in (("rate_before_per_s", "before the long request", plots.BEFORE),
                                    ("rate_during_per_s", "while it runs", plots.DURING)):
             xs = [si for si, m in found.items() if m and m[key] is not None]
@@ -99,6 +95,6 @@ def sweep_plot(view, points):
         ax.set_xlabel("switch interval (s), log scale")
         ax.set_ylabel("perf2 req/s (log scale)")
         ax.legend()
-        return fig
 
-    return plots.plot(view, list(points.values()), draw)
+    return plots.one_axes(view, list(points.values()), f"{threaded.NAME} convoy against the switch interval", 4,
+                          draw_on, empty=None if any(found.values()) else "switch-interval sweep: not run")

@@ -1,8 +1,8 @@
 """thread_memory: a thread's 8 MB stack is virtual; threading.stack_size() shrinks it (C11).
 
 It measures the interpreter itself, so it runs in the server's Python (--python) rather than beside it.
-Beside RSS per thread it records USS and PSS per thread (smaps_rollup); a record made before has
-none, and its figures and text are as they were.
+Beside RSS per thread it records USS and PSS per thread (smaps_rollup); the figures and text of a
+record without them show RSS only.
 """
 from lab.cells import Cell
 from lab.claims import claim

@@ -13,20 +13,16 @@ An experiment module lists its live forms in LIVE, each a LiveForm:
 
 Nothing here imports Locust: locustfiles/workshop.py turns these into Locust user and shape classes.
 """
+from dataclasses import dataclass, field
 import math
 import os
 import statistics
-from dataclasses import dataclass, field
 from typing import Callable
 
-from lab.cpu import layout
-from lab.cpu.cpusets import format_cpuset, parse_cpuset, pinned
-from lab.cells import Cell, experiment_name
 from lab.claims import NOT_RUN, Claim, Measured, NotRun
-from server.protocol import PORT
+from lab.cpu.cpusets import format_cpuset, parse_cpuset, pinned
 from server import affinity, layouts, placement, strategies
-from server.strategies import (asyncio_inline, asyncio_pool, generators, prefork, process_pool, sequential, threaded,
-                               threshold_pool)
+from server.protocol import PORT
 from server.strategies import key as strategy_name
 
 SETTLE_S = 1  # whole seconds left out after a stage starts: users connect, the server warms up
@@ -35,9 +31,8 @@ MAX_WAIT_S = 120.0  # ... but no longer than this past its own seconds
 MIN_SECONDS = 2  # whole seconds a window needs before a figure is made from it
 
 
-# The servers of the compose lab, in the order of their published ports: server-X is at
-# ${LAB_PORT_PREFIX}N on the lab's host, N its place here (tests/test_compose_settings.py checks compose).
-PUBLISHED = (sequential, threaded, process_pool, threshold_pool, prefork, asyncio_inline, generators, asyncio_pool)
+# The servers of the compose lab, in the order of their published ports (server.strategies says why).
+PUBLISHED = strategies.PUBLISHED
 
 
 # The lab's three CPU settings as the rules read them (the runner's options) and as compose passes them.
@@ -267,7 +262,7 @@ class LiveRun:
     ended_at: float = None
     now: float = None
     settings: dict = field(default_factory=dict)  # the lab's CPU sets, as the rules read them
-    load: dict = field(default_factory=dict)  # {experiment: measurements} of the load side (loopback_floor)
+    load: dict = field(default_factory=dict)  # {experiment: measurements} of the load side (the loopback floor)
 
     @classmethod
     def from_record(cls, experiment, record):
@@ -296,7 +291,7 @@ class LiveRun:
         return [(s, *by_second.get(s, (0, 0, 0))) for s in range(first, last)]
 
     def buckets(self, name, start, end, settle=SETTLE_S):
-        """The per-second counts as a perf2 record's buckets, for the runner's convoy.rates()."""
+        """The per-second counts as a perf2 record's buckets, for lab.perf2.rates()."""
         rows = self.seconds(name, start, end, settle)
         if len(rows) < MIN_SECONDS:
             raise NotEnough(f"not enough data yet: {len(rows)} whole seconds of {name}")
@@ -366,21 +361,6 @@ def verdict_line(row, state):
         waiting = state == "running" and not row.get("short_of_cpus")
         return "not enough data yet" if waiting else "not judged: " + row["measured"]
     return row["verdict"] if state == "final" else f"so far: {row['verdict']}"
-
-
-def convoy_cells(run, strategy, name, long_role, start, end):
-    """The convoy cell of `strategy` (perf2's rate before and while a long request ran), as the
-    runner's convoy.measure() makes it, from the requests `name` seen in [start, end)."""
-    from lab.experiments import convoy  # the live forms of other claims use convoy's own arithmetic
-    long = long_role and run.requests(long_role.key)[0]
-    long_start, long_end = (long["started_at"], long["ended_at"]) if long else (math.inf, math.inf)
-    m = convoy.rates(run.buckets(name, start, end, settle=0), long_start, long_end)
-    if long_role and not m["buckets_during"]:
-        raise NotEnough("not enough data yet: the long request has not lasted a whole second")
-    m.update(long_n=long_role.n if long_role else None, long_s=long and long["ended_at"] - long["started_at"])
-    if run.settings.get("placement") == placement.FIXED:  # a run before the servers placed their threads: as it was
-        m["layout"] = layout.of(run.settings, strategy)
-    return {Cell(experiment_name(convoy), strategy).label: m}
 
 
 def mean(values):

@@ -7,14 +7,14 @@ has a free-threaded build's twin (images/pythons.tsv): free-threading alone, and
 """
 from lab import experiments, pythons
 from lab.records.document import Table
-from lab.experiments import perf1
 from lab.records.record import RunView, python_build
-from server.strategies import threaded
 
 
 def one_thread_s(view):
-    """perf1's mean latency with 1 client on threaded (one thread computing), or None."""
-    return (view.measurements(view.find(perf1.__name__, threaded)) or {}).get("one_client_mean_s")
+    """The mean latency of one request computed on one thread of the view's Python, as the experiment that
+    declares one_thread_s measured it, or None."""
+    source = experiments.provider("one_thread_s")
+    return source.one_thread_s(view) if source else None
 
 
 def builds_apart(view, python, views):

@@ -8,11 +8,11 @@ import sys
 
 from rich.console import Console
 
-from lab.records import across_pythons
+from lab import experiments
 from lab.cpu import wake_up
-from lab.records.document import CHANGED, Heading, Paragraph, Table, to_markdown, to_terminal
 from lab.perf2 import CLIENT_LIMITED_RULE, rate
-from lab.experiments import loopback_floor
+from lab.records import across_pythons
+from lab.records.document import CHANGED, Heading, Paragraph, Table, to_markdown, to_terminal
 from lab.records.record import RunView, environment_rows, load_run, one_line_errors, verdict_label
 from lab.records.store import write_atomic
 
@@ -60,7 +60,7 @@ def figures_table(a, b, ceilings=(None, None)):
         b_figures = {figure: value for figure, value, _ in cell_b.get("figures") or []}
         for figure, value_a, unit in cell_a.get("figures") or []:
             value_b = b_figures.get(figure)
-            ceiling_a, ceiling_b = ceilings if loopback_floor.is_perf2_rate(cell_a, unit) else (None, None)
+            ceiling_a, ceiling_b = ceilings if experiments.is_perf2_rate(cell_a, unit) else (None, None)
             add_ratio_row(table, [name, figure, show(value_a, unit, ceiling_a), show(value_b, unit, ceiling_b)],
                           value_a, value_b)
             name = ""  # the cell's name once, on its first row
@@ -95,7 +95,7 @@ def environment_table(a, b):
 
 def wake_up_table(a, b):
     """Both runs' ping-pong floors (environment.wake_up) side by side, with B/A; 'not measured' in a record
-    from before they were."""
+    without them."""
     table = Table(["", "A", "B", "B/A", ""], [], [])
     for (label, value_a, text_a), (_, value_b, text_b) in zip(
             *(wake_up.figures(record["environment"].get("wake_up")) for record in (a, b))):

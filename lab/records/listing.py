@@ -7,8 +7,8 @@ import argparse
 import sys
 
 from lab import experiments
-from lab.records.document import Table, to_markdown
 from lab.experiments import MODES
+from lab.records.document import Table, to_markdown
 
 
 def summary(module):

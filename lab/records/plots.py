@@ -2,12 +2,13 @@
 of its cells lack data. A missing or failed cell never stops a plot: it says "not run" where the
 cell's data would be. matplotlib is imported on the first drawing, so that reading a record is fast.
 """
-import io
-import math
 from dataclasses import dataclass
 from functools import cached_property
+import io
+import math
 from typing import Callable
 
+from lab.perf2 import rates_per_bucket
 from lab.records.document import Image
 
 BEFORE, DURING, FLOOR, LONG = "tab:blue", "tab:red", "tab:gray", "tab:orange"
@@ -81,6 +82,81 @@ def say_at(ax, x, text):
 def short(cell):
     """A cell's name on an axis: its strategy or variant."""
     return cell.variant or cell.strategy or cell.label
+
+
+def one_axes(view, cells, title, height_in, draw_on, empty=None):
+    """The Plot of one axes, WIDTH_IN wide and titled, on which draw_on(ax) draws; with empty (a text for
+    when nothing of it was measured), the axes says that instead."""
+
+    def draw():
+        fig, ax = pyplot().subplots(figsize=(WIDTH_IN, height_in))
+        ax.set_title(title)
+        if empty:
+            say(ax, empty)
+        else:
+            draw_on(ax)
+        return fig
+
+    return plot(view, cells, draw)
+
+
+def stacked(view, cells, title, row_in, draw_on, xlabel):
+    """The Plot of one subplot per cell, row_in high each, stacked on one x axis under title; draw_on(ax,
+    cell) draws a cell's. The first legend any subplot has is shown once, on the top one."""
+
+    def draw():
+        plt = pyplot()
+        if not cells:
+            fig, ax = plt.subplots(figsize=(WIDTH_IN, 2))
+            say(ax, f"{title}: not run")
+            return fig
+        fig, axes = plt.subplots(len(cells), 1, figsize=(WIDTH_IN, row_in * len(cells) + 0.6), sharex=True,
+                                 squeeze=False)
+        fig.suptitle(title)
+        for ax, cell in zip(axes[:, 0], cells):
+            draw_on(ax, cell)
+        axes[-1, 0].set_xlabel(xlabel)
+        handles = next((ax.get_legend_handles_labels() for ax in axes[:, 0] if ax.get_legend_handles_labels()[0]),
+                       None)
+        if handles:
+            axes[0, 0].legend(*handles, loc="upper right", fontsize="small")
+        return fig
+
+    return plot(view, cells, draw)
+
+
+def subtitle(ax, text):
+    """A subplot's title, on its left."""
+    ax.set_title(text, fontsize="medium", loc="left")
+
+
+def side_by_side(ax, view, cells, series, notes):
+    """Bars side by side for each cell, one per series [(values, colour, label)], the cell's short name
+    under them and its note (a text) above the tallest; a cell whose note is None has no data, and says why."""
+    x = range(len(cells))
+    width = 0.8 / len(series)
+    for j, (values, colour, label) in enumerate(series):
+        ax.bar([i + (j - (len(series) - 1) / 2) * width for i in x], values, width, color=colour, label=label)
+    for i, (cell, note) in enumerate(zip(cells, notes)):
+        if note is None:
+            say_at(ax, i, absent(view, cell))
+        else:
+            ax.annotate(note, (i, max(values[i] for values, _, _ in series)), textcoords="offset points",
+                        xytext=(0, 4), ha="center")
+    ax.set_xticks(list(x), [short(cell) for cell in cells])
+    ax.set_xlim(-0.6, len(cells) - 0.4)
+
+
+def perf2_rate(ax, perf2, start):
+    """A perf2 record's rate in each of its buckets, filled, time relative to start."""
+    edges, bucket_rates = rates_per_bucket(perf2, start)
+    ax.stairs(bucket_rates, edges, color=BEFORE, fill=True, alpha=0.6, label="perf2 rate")
+
+
+def long_request(ax, m, start, alpha):
+    """The long request of a convoy measurement, shaded, time relative to start."""
+    ax.axvspan(m["long_started_at"] - start, m["long_ended_at"] - start, color=LONG, alpha=alpha,
+               label=f"fib({m['long_n']}) running")
 
 
 def docker_stats(view):

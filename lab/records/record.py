@@ -3,11 +3,11 @@
 A RunView asks the record for cells by their fields; RunView(run, python) is one Python's part of a
 run over several (--python): that Python's cells and the shared ones (the loopback floor).
 """
+from functools import cached_property
 import json
+from pathlib import Path
 import sys
 import time
-from functools import cached_property
-from pathlib import Path
 
 from lab import experiments
 from lab.cells import Cell, experiment_name
@@ -37,7 +37,7 @@ def load_run(directory):
         run = Run.load(path)
     except ValueError as e:
         raise RunError(str(e)) from None
-    if run.record.get("upgraded_from") == SCHEMA_1:  # stored before figures were: its experiments say which
+    if run.record.get("upgraded_from") == SCHEMA_1:  # schema 1 stored no figures: its experiments say which
         for cell in run.record["cells"].values():
             if cell.get("status") == "ok":
                 cell["figures"] = experiments.figures(cell)
@@ -98,9 +98,11 @@ class RunView:
         return result["measurements"] if result and result.get("status") == "ok" else None
 
     def perf2_ceiling(self):
-        """The perf2 client's own ceiling on the load CPUs, in req/s: the loopback floor cell's, measured once
-        per run and so the same in every Python's part; None for a run that did not measure it."""
-        return (self.measurements(self.find("loopback_floor")) or {}).get("perf2_ceiling_per_s")
+        """The perf2 client's own ceiling on the load CPUs, in req/s, from the cell of the experiment that
+        declares PERF2_CEILING: measured once per run and so the same in every Python's part; None for a
+        run that did not measure it."""
+        source = experiments.provider("PERF2_CEILING")
+        return (self.measurements(self.find(source)) or {}).get(source.PERF2_CEILING) if source else None
 
     def raw(self, cell, name):
         """A raw JSON file of the cell, or None if it is absent or unreadable."""

@@ -4,14 +4,14 @@ It reads the stored record only: the cells the run planned, their measurements a
 the verdicts the run reached. Each experiment writes its own section (lab.experiments).
 """
 import argparse
-import sys
 from pathlib import Path
+import sys
 
 from lab import experiments
+from lab.cpu import wake_up
 from lab.records import across_pythons
 from lab.records import verdicts
 from lab.records import plots
-from lab.cpu import wake_up
 from lab.records.document import Details, Heading, Image, Paragraph, Table, to_html, to_markdown
 from lab.records.record import RunView, environment_rows, load_run, one_line_errors, python_build, summary_line
 from lab.records.store import write_atomic
@@ -63,8 +63,8 @@ def unfinished(run, view):
 
 
 def measurements(view, prefix, level):
-    """The section of every experiment the run planned or has cells of (one added to the lab since then
-    has nothing to say of it), then the server containers' docker stats; image names start with prefix."""
+    """The section of every experiment the run planned or has cells of (one it has no cells of has nothing
+    to say of it), then the server containers' docker stats; image names start with prefix."""
     blocks = []
     for module in experiments.modules().values():
         if hasattr(module, "report") and view.cells(module):

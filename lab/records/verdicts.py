@@ -5,9 +5,9 @@ the run, and the table is drawn, once, for the terminal, Markdown and HTML alike
 A verdict comes only from cells that ran: a missing or failed cell makes the claim 'not run'.
 """
 from lab import experiments
-from lab.records.document import Paragraph, Table
 from lab.cells import Cell
 from lab.claims import NOT_REPRODUCED, NOT_RUN, REPRODUCED, Measured
+from lab.records.document import Paragraph, Table
 from lab.records.record import verdict_label
 
 VERDICT_CLASS = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not-reproduced", NOT_RUN: "not-run"}

@@ -12,9 +12,9 @@ import time
 import docker
 
 from clients import process_memory
-from lab.runner import compose
 from lab.cells import Background
-from lab.pythons import image as python_image
+from lab.pythons import image as python_image, offline_base
+from lab.runner import compose
 from server.protocol import PORT as SERVER_PORT  # every server listens here inside its container
 
 LABEL = "org.concurrency-lab.run"
@@ -38,8 +38,9 @@ class Lab:
         try:
             self.docker.images.get(image)
         except docker.errors.ImageNotFound:
+            base = offline_base() or "$(scripts/build-offline-base --print-tag)"
             raise LabError(f"no image {image!r}: build it first with 'docker compose build' "
-                           "(without a registry: BASE_IMAGE=concurrency-lab-base:trixie docker compose build, "
+                           f"(without a registry: BASE_IMAGE={base} docker compose build, "
                            "after scripts/build-offline-base; see docs/docker.md)") from None
         try:
             self.hardening, self.load_sysctls = compose.hardening(), compose.load_sysctls()
@@ -59,7 +60,7 @@ class Lab:
         try:
             # internal: the run's containers reach each other and nothing else
             self.network = self.docker.networks.create(self.name, internal=True, labels={LABEL: self.run_id})
-            self.load = self._run("load", ["sleep", "infinity"], self.load_cpus, sysctls=self.load_sysctls)
+            self.load = self.start_container("load", ["sleep", "infinity"], self.load_cpus, sysctls=self.load_sysctls)
         except BaseException:
             self.close()  # a load container that could not start must not be left behind
             raise
@@ -74,7 +75,10 @@ class Lab:
         for network in self.docker.networks.list(filters={"label": f"{LABEL}={self.run_id}"}):
             network.remove()
 
-    def _run(self, role, command, cpus, python=None, **options):
+    def start_container(self, role, command, cpus, python=None, **options):
+        """Start `command`, detached, in the run's container named for `role`: on the run's network, on
+        `cpus`, hardened as compose's are, from the lab image (with python: that Python's server image);
+        `options` go to the docker SDK's containers.run. Returns the container."""
         return self.docker.containers.run(
             python_image(python) if python else self.image, command, name=f"{self.name}-{role}", detach=True,
             network=self.name, cpuset_cpus=cpus, labels={LABEL: self.run_id}, **self.hardening, **options)
@@ -106,8 +110,8 @@ class Lab:
     def run_alone(self, python, argv, timeout):
         """Run argv in a container of its own from one Python's server image, on the load CPUs;
         return (exit code, stdout, stderr)."""
-        container = self._run(f"py{python}", ["timeout", "-s", "KILL", str(int(timeout) + 1), *map(str, argv)],
-                              self.load_cpus, python)
+        container = self.start_container(f"py{python}", ["timeout", "-s", "KILL", str(int(timeout) + 1),
+                                                         *map(str, argv)], self.load_cpus, python)
         return self._outcome(container, timeout)
 
     def run_on_cpus(self, cpus, argv, timeout):
@@ -170,7 +174,7 @@ class Server:
     def __enter__(self):
         command = ["python", "-m", "server", "--strategy", self.strategy, "--host", "0.0.0.0",
                    "--port", str(self.port), "--quiet", *map(str, self.args)]
-        self.container = self.lab._run("server", command, self.cpus, self.python)
+        self.container = self.lab.start_container("server", command, self.cpus, self.python)
         try:
             self._wait_ready()
         except BaseException:

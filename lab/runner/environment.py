@@ -1,18 +1,18 @@
 """What every figure depends on, recorded with the run."""
 import json
 import os
+from pathlib import Path
 import platform
 import subprocess
-from pathlib import Path
 
 import docker
 
 from lab import REPO
 from lab.cpu import layout
 from lab.cpu import wake_up
-from lab.runner.containers import client_record
 from lab.cpu.cpusets import format_cpuset
 from lab.pythons import image as python_image
+from lab.runner.containers import client_record
 
 
 def describe(lab, settings, unbuilt=None):

@@ -17,15 +17,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from lab import REPO, experiments, pythons
+from lab.cells import Cell, Context
+from lab.cpu.cpusets import parse_cpuset
 from lab.records import across_pythons
 from lab.records import verdicts
+from lab.records.document import Heading, Paragraph, Table, to_terminal
+from lab.records.store import Run
 from lab.runner import environment
 from lab.runner.containers import Lab, LabError
-from lab.cpu.cpusets import parse_cpuset
-from lab.records.document import Heading, Paragraph, Table, to_terminal
-from lab.cells import Cell, Context
 from lab.runner.locust_load import HeadlessLocust, LiveLocust
-from lab.records.store import Run
 from server import layouts, strategies
 
 PROG = "lab run"

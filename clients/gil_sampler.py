@@ -1,10 +1,11 @@
 """Which thread of a server holds the GIL, sampled from outside the server with py-spy.
 
 Runs in a sidecar container that shares the server container's PID namespace and alone gets
-CAP_SYS_PTRACE (Sampling below starts it in the runner; compose's profile gil in the live lab); the
-server keeps its hardening and is not changed.
+CAP_SYS_PTRACE (lab.runner.gil_sampling starts it in the runner; compose's profile gil in the live lab);
+the server keeps its hardening and is not changed. Standard library only, and py-spy (the lab image
+has it).
 
-    python -m lab.gil_sampler [--rate HZ] [--max-s S] [--post URL --target NAME]
+    python -m clients.gil_sampler [--rate HZ] [--max-s S] [--post URL --target NAME]
 
 About every 1/rate s (at a random point of each period) it runs `py-spy dump --nonblocking` on the
 server's process, which names each thread's state: idle, active, or active+gil (the one thread that
@@ -35,17 +36,15 @@ import sys
 import time
 import urllib.request
 
-from clients import common, process_memory
+from clients import common, procfs
 
 THREAD_LINE = re.compile(r'^Thread (?P<tid>\S+) \((?P<state>[a-z+]+)\)(?:: "(?P<name>.*)")?')
 FRAME_LINE = re.compile(r"^\s+(?P<function>\S+) \(")
 FIND_SERVER_S = 5
 DUMP_TIMEOUT_S = 2
 READY = "gil_sampler: sampling"  # on stderr once the first dump worked: the clients may start
-START_TIMEOUT_S = 30
 HELD = "active+gil"  # py-spy's state of the thread that holds the GIL
 HEARTBEAT = "/tmp/gil-sampler-posted"
-STOP_TIMEOUT_S = 10
 
 
 class SamplerError(Exception):
@@ -53,9 +52,9 @@ class SamplerError(Exception):
 
 
 def server_pid():
-    """The PID of `python -m server` in this PID namespace (clients.process_memory's own search), or None."""
+    """The PID of `python -m server` in this PID namespace (clients.procfs's search), or None."""
     try:
-        return process_memory.find_server(process_memory.processes())
+        return procfs.find_server(procfs.processes())
     except common.ClientError:
         return None
 
@@ -140,7 +139,7 @@ def sample(rate_hz, max_s, stop, on_sample=None):
 
 class SecondPoster:
     """Live mode (compose's profile gil): each second's samples, summed up, POSTed as JSON to the Lab
-    view (locustfiles/workshop.py, /lab/gil):
+    view (lab/live/routes.py, /lab/gil):
       second (epoch), target (the server's service), samples, free (share of samples in which no thread
       held the GIL), threads [{tid, name, held (share), fib_depth (deepest seen: the long request)}]
     HEARTBEAT is touched after every POST the master took: compose's health check reads it."""
@@ -185,66 +184,8 @@ def summary(second, samples, target):
             "threads": list(threads.values())}
 
 
-class Sampling:
-    """The sampler beside a running lab.runner.containers.Server, in the run's side container:
-
-        with Sampling(server, rate_hz, max_s) as sampled:
-            ...  # the clients
-        sampled.record  # the record above, or None, and then sampled.error says why in one line
-
-    It shares only the server's PID namespace, and has CAP_SYS_PTRACE (py-spy reads another process's
-    memory) on top of the lab's hardening; it runs on the load CPUs, never on the server's own."""
-
-    def __init__(self, server, rate_hz, max_s):
-        self.server, self.rate_hz, self.max_s = server, rate_hz, max_s
-        self.container = self.record = self.error = None
-
-    def __enter__(self):
-        lab = self.server.lab
-        self.container = lab._run("gil", ["python", "-m", "lab.gil_sampler", "--rate", str(self.rate_hz),
-                                          "--max-s", str(self.max_s)], lab.load_cpus,
-                                  pid_mode=f"container:{self.server.container.id}", cap_add=["SYS_PTRACE"])
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while READY not in self._stderr():
-            self.container.reload()
-            if self.container.status != "running" or time.monotonic() > deadline:
-                self.error = self._last_line() or f"the sampler did not start within {START_TIMEOUT_S} s"
-                self._remove()
-                break
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        if self.container is None:
-            return
-        from docker.errors import APIError  # the host's side only: the sampler itself needs no docker SDK
-        try:
-            self.container.kill(signal="SIGTERM")
-        except APIError:  # it has ended already (its record or error is in its logs)
-            pass
-        code = self.container.wait(timeout=STOP_TIMEOUT_S)["StatusCode"]
-        out = self.container.logs(stdout=True, stderr=False).decode(errors="replace")
-        records = [line for line in out.splitlines() if line.startswith("{")]
-        if code == 0 and records:
-            self.record = json.loads(records[-1])
-        else:
-            self.error = self._last_line() or f"the sampler exited {code} with no record"
-        self._remove()
-
-    def _stderr(self):
-        return self.container.logs(stdout=False, stderr=True).decode(errors="replace")
-
-    def _last_line(self):
-        lines = [line for line in self._stderr().splitlines() if line.strip() and READY not in line]
-        return lines[-1].removeprefix("gil_sampler: ").strip() if lines else None
-
-    def _remove(self):
-        self.container.remove(force=True)
-        self.container = None
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lab.gil_sampler", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m clients.gil_sampler", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=25.0, help="dumps per second (default: 25)")
     parser.add_argument("--max-s", type=float, default=600.0, help="stop after this many seconds (default: 600)")

@@ -1,0 +1,81 @@
+"""procfs: what the tools read of Linux's /proc: a process's command line and parent, every process
+visible here, a process tree, the `python -m server` process, the machine's CPU time, and a file of
+`Key: value` lines (status, smaps_rollup)."""
+
+from __future__ import annotations
+
+import os
+
+from clients import common
+
+
+def command(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode(errors="replace").split("\0")[:-1]
+
+
+def parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])  # the name in parentheses may hold spaces
+
+
+def processes() -> dict[int, int]:
+    """{pid: parent pid} of every process visible here; one that ends during the scan is left out."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                found[int(entry)] = parent(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return found
+
+
+MACHINE_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_times() -> dict[str, int]:
+    """The machine's CPU time since it booted, over all its CPUs, in clock ticks (os.sysconf("SC_CLK_TCK")
+    a second): the first line of /proc/stat, by MACHINE_TIMES; steal is what the hypervisor took."""
+    with open("/proc/stat") as f:
+        return dict(zip(MACHINE_TIMES, map(int, f.readline().split()[1:9])))
+
+
+def is_server(pid: int) -> bool:
+    try:
+        argv = command(pid)
+    except OSError:
+        return False
+    # not docker-init, whose arguments hold the same words
+    return bool(argv) and "python" in os.path.basename(argv[0]) and argv[1:3] == ["-m", "server"]
+
+
+def find_server(parents: dict[int, int]) -> int:
+    """The pid of the one `python -m server` process whose parent is not one too (prefork's children are)."""
+    roots = [pid for pid in parents if is_server(pid) and not is_server(parents[pid])]
+    if len(roots) != 1:
+        found = f"{len(roots)} ({', '.join(map(str, sorted(roots)))})" if roots else "none"
+        raise common.ClientError(common.EXIT_FAILED, f"expected one `python -m server` process here, found {found}: "
+                                                     "name the server with --pid")
+    return roots[0]
+
+
+def tree(root: int, parents: dict[int, int]) -> list[int]:
+    """root and its descendants, parents first; never this reader itself."""
+    members, i = [root], 0
+    while i < len(members):
+        members += sorted(pid for pid, ppid in parents.items() if ppid == members[i] and pid != os.getpid())
+        i += 1
+    return members
+
+
+def fields(path: str, wanted: dict[str, str]) -> dict[str, int]:
+    """The numbers of the `Key: value` lines of `path` (/proc/PID/status, smaps_rollup) whose keys are in
+    wanted, under wanted's names for them."""
+    values = {}
+    with open(path) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in wanted:
+                values[wanted[key]] = int(rest.split()[0])
+    return values
