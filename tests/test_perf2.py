@@ -1,7 +1,6 @@
 """perf2 rates and what the shared code reads of the experiments, with no Docker: the arithmetic over a
 perf2 record's buckets (lab.perf2), the experiments found by what they declare (PERF2_RATES,
-PERF2_CEILING, one_thread_s), and the lab's modules importing one another without a cycle."""
-import ast
+PERF2_CEILING, one_thread_s)."""
 import types
 
 import pytest
@@ -87,74 +86,3 @@ def test_the_perf2_rates_beside_the_floor_are_each_experiments_own():
     assert [(label, cell.label, key) for label, cell, key in shown] == [
         ("prefork", "convoy/prefork", "rate_before_per_s"),
         ("prefork (lockout cell)", "prefork_lockout/prefork", "rate_per_s")]
-
-
-def lab_imports():
-    """{module: the lab modules it imports}, function-level imports too; importing lab.a.b imports the
-    packages lab.a and lab as well (but a module's own packages are imported before it, not by it)."""
-    files = {}
-    for path in (REPO / "lab").rglob("*.py"):
-        parts = path.relative_to(REPO).with_suffix("").parts
-        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-
-    def nearest(name):
-        while name and name not in files:
-            name = name.rpartition(".")[0]
-        return name
-
-    graph = {}
-    for module, path in files.items():
-        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # from . import x, from ..records import y
-                    parts = package.split(".")
-                    base = ".".join([*parts[:len(parts) - node.level + 1], *filter(None, [base])])
-                names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base for alias in node.names]
-            else:
-                continue
-            for name in map(nearest, names):
-                if name:
-                    targets.add(name)
-                while name:
-                    name = nearest(name.rpartition(".")[0])
-                    if name and not module.startswith(name + "."):
-                        targets.add(name)
-        graph[module] = targets - {module}
-    return graph
-
-
-def cycle(graph):
-    """An import cycle [a, b, ..., a], or None."""
-    state, path = {}, []
-
-    def visit(module):
-        state[module] = "open"
-        path.append(module)
-        for imported in sorted(graph[module]):
-            if state.get(imported) == "open":
-                return path[path.index(imported):] + [imported]
-            if imported not in state and (found := visit(imported)):
-                return found
-        state[module] = "done"
-        path.pop()
-        return None
-
-    return next((found for module in sorted(graph) if module not in state and (found := visit(module))), None)
-
-
-def test_the_lab_modules_import_one_another_without_a_cycle():
-    graph = lab_imports()
-    assert "lab.experiments.convoy" in graph["lab.experiments.prefork_lockout"]  # the graph sees imports
-    assert cycle(graph) is None, " -> ".join(cycle(graph))
-
-
-def test_only_the_experiments_import_a_particular_experiment():
-    graph = lab_imports()
-    outside = {module: sorted(name for name in imported if name.startswith("lab.experiments."))
-               for module, imported in graph.items() if not module.startswith("lab.experiments")}
-    assert not {module: names for module, names in outside.items() if names}
