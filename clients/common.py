@@ -6,13 +6,13 @@ import argparse
 import json
 import math
 import os
-from pathlib import Path
 import platform
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable, NoReturn
 
 from server import limits

@@ -5,10 +5,10 @@ perf2 client's own ceiling in the lab's perf2 layout."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 import os
 import socket
 import time
+from dataclasses import dataclass
 
 from clients import common, perf2
 

@@ -1,6 +1,6 @@
 """python -m lab COMMAND [ARGS...]: the lab's tools, one entry point."""
-from importlib import import_module
 import sys
+from importlib import import_module
 
 # command: (module, what it does); 'python -m lab COMMAND --help' explains each one.
 COMMANDS = {

@@ -3,9 +3,9 @@
 An experiment module (lab/experiments/) says what to measure with Cell, and is given a Context to start
 servers and run clients in the run's containers. Its claims are judged by lab.claims.
 """
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-import threading
 
 from server import strategies
 

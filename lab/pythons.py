@@ -3,9 +3,9 @@
 A name is X.Y (the distribution's build), X.Yt (free-threaded, compiled) or X.Yg (X.Yt's twin: the
 same source and configure flags, with the GIL).
 """
-from functools import cache
 import re
 import subprocess
+from functools import cache
 
 from lab import REPO
 

@@ -20,11 +20,11 @@ requests live. This module keeps every response time to the microsecond:
   temporary file and renamed into place.
 """
 
-from collections import defaultdict
 import inspect
 import json
 import logging
 import time
+from collections import defaultdict
 
 from locust import events
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner

@@ -1,12 +1,12 @@
 """Fixtures that run the lab's real servers as real processes on loopback."""
-from dataclasses import dataclass
 import os
-from pathlib import Path
 import select
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 

@@ -13,11 +13,11 @@ answers with the function's result as JSON. The functions import Locust's side t
 import inspect
 import json
 import os
-from pathlib import Path
 import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 

@@ -6,12 +6,12 @@ ratios with wide margins: the machine is small, shared and noisy.
 import csv
 import json
 import math
-from pathlib import Path
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from clients.common import free_port
 

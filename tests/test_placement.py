@@ -1,13 +1,13 @@
 """server.placement on real servers: where their threads and workers run; and lab.cpu.layout's check that a
 perf2 layout held, on real servers beside a real busy loop (the runner's convoy.measure, driven here
 with local processes instead of containers)."""
-from contextlib import contextmanager
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 

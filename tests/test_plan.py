@@ -2,8 +2,8 @@
 one file that the plan, the claims table, the report and compare pick up."""
 import importlib.util
 import json
-from pathlib import Path
 import textwrap
+from pathlib import Path
 
 import pytest
 

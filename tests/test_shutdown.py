@@ -14,12 +14,12 @@ of this happens at once:
 
 Each test records its time as the "shutdown_s" property; tests/conftest.py prints the worst of them.
 """
-from contextlib import contextmanager
 import os
 import resource
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 
 import pytest
 

@@ -2,10 +2,10 @@
 experiments; the tooling is a package (no script folder on the import path); the README is a
 newcomer's page whose links resolve. Read from the repository's files, with no Docker."""
 import ast
-from pathlib import Path
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 

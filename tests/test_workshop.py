@@ -13,11 +13,11 @@ such a job the long request's thread waits for a CPU to take the GIL back, and p
 C6 is measured again, too, when its long request's thread spent too long off a CPU (HOLDS_A_CPU).
 A claim whose every attempt ran so is not judged, and the test says so.
 """
-from contextlib import nullcontext
 import json
 import re
 import time
 import urllib.request
+from contextlib import nullcontext
 
 import pytest
 

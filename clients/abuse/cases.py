@@ -4,12 +4,12 @@ client got (raising Misbehaved if it got something else) and closes everything."
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 import random
 import socket
 import threading
 import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Callable
 
 from clients.abuse.sockets import (CONNECT_TIMEOUT_S, NOT_AN_INTEGER, TOO_LONG, Misbehaved, answer, asks, connect,

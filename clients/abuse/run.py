@@ -3,10 +3,10 @@ after it, measured again when the machine, not the abuse, starved it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import os
 import socket
 import time
+from dataclasses import dataclass, field
 
 from clients import common, procfs
 from clients.abuse.cases import IDLE_CONNECTIONS, Case

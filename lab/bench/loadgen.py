@@ -35,7 +35,6 @@ import json
 import math
 import multiprocessing
 import os
-from pathlib import Path
 import resource
 import socket
 import statistics
@@ -44,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import psutil

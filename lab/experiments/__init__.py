@@ -36,8 +36,8 @@ reads of it, found here and never by the experiment's name:
 
 Experiments run, and their sections read, in the order of the claims they back or support.
 """
-from importlib import import_module
 import pkgutil
+from importlib import import_module
 
 from lab.cells import Cell, experiment_name
 from lab.claims import Claim, claim_order

@@ -6,9 +6,9 @@ perf2's thread advances about once per switch interval while fib(n) runs, and it
 A process pool costs every short request its trip to a worker, but a long request no longer drops the
 rate (C8); a threshold pool keeps the short requests inline and fast (C9).
 """
-from contextlib import nullcontext
 import math
 import time
+from contextlib import nullcontext
 
 from lab.cells import Cell, experiment_name, target
 from lab.claims import NotRun, claim, pct

@@ -18,10 +18,10 @@ import collections
 import json
 import logging
 import os
-from pathlib import Path
 import platform
 import sysconfig
 import time
+from pathlib import Path
 
 from lab import experiments
 from lab.cpu import wake_up

@@ -13,10 +13,10 @@ An experiment module lists its live forms in LIVE, each a LiveForm:
 
 Nothing here imports Locust: locustfiles/workshop.py turns these into Locust user and shape classes.
 """
-from dataclasses import dataclass, field
 import math
 import os
 import statistics
+from dataclasses import dataclass, field
 from typing import Callable
 
 from lab.claims import NOT_RUN, Claim, Measured, NotRun

@@ -5,8 +5,8 @@ Markdown, the HTML and the terminal always say the same thing. A table cell's CS
 HTML and on the terminal (VERDICT_CLASS, CHANGED); Markdown cannot colour.
 """
 import base64
-from dataclasses import dataclass, field
 import html
+from dataclasses import dataclass, field
 
 
 @dataclass

@@ -2,10 +2,10 @@
 of its cells lack data. A missing or failed cell never stops a plot: it says "not run" where the
 cell's data would be. matplotlib is imported on the first drawing, so that reading a record is fast.
 """
-from dataclasses import dataclass
-from functools import cached_property
 import io
 import math
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 from lab.perf2 import rates_per_bucket

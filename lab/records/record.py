@@ -3,11 +3,11 @@
 A RunView asks the record for cells by their fields; RunView(run, python) is one Python's part of a
 run over several (--python): that Python's cells and the shared ones (the loopback floor).
 """
-from functools import cached_property
 import json
-from pathlib import Path
 import sys
 import time
+from functools import cached_property
+from pathlib import Path
 
 from lab import experiments
 from lab.cells import Cell, experiment_name

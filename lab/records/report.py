@@ -4,8 +4,8 @@ It reads the stored record only: the cells the run planned, their measurements a
 the verdicts the run reached. Each experiment writes its own section (lab.experiments).
 """
 import argparse
-from pathlib import Path
 import sys
+from pathlib import Path
 
 from lab import experiments
 from lab.cpu import wake_up

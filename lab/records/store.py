@@ -13,11 +13,11 @@ moment leaves either the previous complete version of a file or the new one, nev
 """
 import json
 import os
-from pathlib import Path
 import re
 import secrets
 import tempfile
 import time
+from pathlib import Path
 
 SCHEMA = "concurrency-lab/results/2"
 SCHEMA_1 = "concurrency-lab/results/1"  # before planned cells, figures and rule versions: upgraded on load

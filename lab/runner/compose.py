@@ -3,9 +3,9 @@ the load container's sysctls, so that the runner's containers are made like comp
 
 `docker compose config --format json` resolves the file (anchors, .env, defaults) as `up` would.
 """
-from functools import cache
 import json
 import subprocess
+from functools import cache
 
 from lab import REPO
 

@@ -1,9 +1,9 @@
 """What every figure depends on, recorded with the run."""
 import json
 import os
-from pathlib import Path
 import platform
 import subprocess
+from pathlib import Path
 
 import docker
 
