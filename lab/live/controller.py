@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import platform
-import sysconfig
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from lab import experiments
 from lab.cpu import wake_up
 from lab.live import forms
 from lab.records.store import write_atomic
+from server import build
 
 SPAWN_RATE = 100
 FLOOR_S = 1.5
@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 
 def python_build():
     """The lab image's Python, which every compose server runs: '3.13.5 (GIL, CPython)'."""
-    free = sysconfig.get_config_var("Py_GIL_DISABLED")
-    return f"{platform.python_version()} ({'free-threaded' if free else 'GIL'}, {platform.python_implementation()})"
+    found = build.describe()
+    return f"{found['version']} ({'free-threaded' if found['free_threaded'] else 'GIL'}, {platform.python_implementation()})"
 
 
 def connected_workers(runner):
@@ -278,9 +278,9 @@ class LiveController:
     def servers(self, cpus):
         """Each server's CPUs: those it runs on (`cpus`: its setting, of this Docker's CPUs) and its setting."""
         configured = forms.configured_cpus(self.environ)
-        build = python_build()
+        python = python_build()
         return [{"service": forms.service(module), "cpus": forms.cpus_of(module, cpus),
-                 "configured": forms.cpus_of(module, configured), "python": build} for module in forms.PUBLISHED]
+                 "configured": forms.cpus_of(module, configured), "python": python} for module in forms.PUBLISHED]
 
     # --- files ---
 
