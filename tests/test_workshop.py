@@ -204,21 +204,31 @@ def test_perf2_is_steady_before_the_long_request_and_judged_in_one_layout(lab, c
     varies by STEADY_CV or less, and does not rise while the long request runs (a rise was the answering
     thread moving onto the client's CPU; on two CPUs the long request's worker shares one of them, with
     the answering thread or with Locust, so C8's and C9's drop is not asserted here: docs/runner.md).
-    A run measured while starved (judged()), or unsteady, is measured again."""
+    A run measured while starved (judged()), unsteady, or whose rate rose (its layout changed: the live form
+    cannot watch the threads as the runner's cell does, which measures such a cell again) is measured again."""
     open_lab_view(chromium_driver, lab)
     runs = []
     for _ in range(ATTEMPTS):
         verdict, measured, attempts = judged(chromium_driver, lab, claim_id)
-        runs.append((cv_of(measured), verdict["verdict"], measured))
-        if runs[-1][0] <= STEADY_CV:
+        runs.append((cv_of(measured), change_of(measured), verdict["verdict"], measured))
+        if held(*runs[-1][:2]):
             break
     screenshot(chromium_driver, f"lab-view-{claim_id}")
     record_property("summary", f"Lab view {claim_id}, CV of perf2 per second before the long request: "
-                               + "; ".join(f"{cv:.1%}, {said}: {text}" for cv, said, text in runs))
-    cv, said, measured = runs[-1]
-    assert cv <= STEADY_CV, runs
-    change = re.search(r"during fib\(\d+\) \(([+-][\d.]+)%\)", measured)
-    assert change and float(change.group(1)) <= convoy.STEADY * 100, runs
+                               + "; ".join(f"{cv:.1%}, {said}: {text}" for cv, _, said, text in runs))
+    cv, change, _, _ = runs[-1]
+    assert held(cv, change), runs
+
+
+def change_of(measured):
+    """perf2's change in % while the long request ran, as the verdict's text gives it, or None."""
+    found = re.search(r"during fib\(\d+\) \(([+-][\d.]+)%\)", measured)
+    return float(found.group(1)) if found else None
+
+
+def held(cv, change):
+    """Whether a live run kept perf2's layout: steady before (STEADY_CV) and no rise above convoy.STEADY during."""
+    return cv <= STEADY_CV and change is not None and change <= convoy.STEADY * 100
 
 
 def test_a_run_stopped_half_way_is_partial_and_start_twice_is_ignored(lab, chromium_driver):
