@@ -27,7 +27,8 @@ output:
   'one process: X ms per fib(n); two at once: Y ms (xR)' once, at the end
   with --json, a last line with one JSON object:
     tool, python, n, cpus (the CPUs this process may use), one_s, two_s (mean seconds per fib(n)),
-    ratio (two_s / one_s), started_at, ended_at
+    ratio (two_s / one_s), one_cpu_share, two_cpu_share (the CPU time the processes got over what the
+    CPUs could give them in that phase: about 1, lower when another job took some), started_at, ended_at
 """
 
 
@@ -40,36 +41,43 @@ def parse_args(argv=None):
 
 
 def fib_for(n, duration, start_at):
-    """From the shared start time on, fib(n) over and over for `duration` s: (seconds, calls)."""
+    """From the shared start time on, fib(n) over and over for `duration` s: (seconds, calls, CPU
+    seconds of this process, when it stopped)."""
     time.sleep(max(0.0, start_at - time.perf_counter()))
-    count, started = 0, time.perf_counter()
+    count, started, cpu_started = 0, time.perf_counter(), time.process_time()
     end = started + duration
     while time.perf_counter() < end:
         fib(n)
         count += 1
-    return time.perf_counter() - started, count
+    ended = time.perf_counter()
+    return ended - started, count, time.process_time() - cpu_started, ended
 
 
-def in_processes(processes, n, duration):
-    """The mean seconds per fib(n) call of `processes` processes started together, over all their calls
-    (as perf1's mean is over all requests: a process that gets more CPU makes more of them)."""
+def in_processes(processes, n, duration, cpus):
+    """(The mean seconds per fib(n) call of `processes` processes started together, over all their calls
+    (as perf1's mean is over all requests: a process that gets more CPU makes more of them); their CPU
+    share: the CPU seconds they got over what min(processes, cpus) CPUs give from the start to the last
+    one's end. A share well below 1 means another job took CPU, or a process started late.)"""
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         start_at = time.perf_counter() + 0.1  # all of them forked and waiting before anyone computes
         runs = pool.starmap(fib_for, [(n, duration, start_at)] * processes)
-    return sum(seconds for seconds, _ in runs) / sum(calls for _, calls in runs)
+    window = max(ended for *_, ended in runs) - start_at
+    cpu_share = sum(cpu for _, _, cpu, _ in runs) / (window * min(processes, cpus))
+    return sum(seconds for seconds, *_ in runs) / sum(calls for _, calls, *_ in runs), cpu_share
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     started_at = common.epoch_now()
-    one = in_processes(1, args.n, args.duration)
-    two = in_processes(2, args.n, args.duration)
+    cpus = sorted(os.sched_getaffinity(0))
+    one, one_cpu_share = in_processes(1, args.n, args.duration, len(cpus))
+    two, two_cpu_share = in_processes(2, args.n, args.duration, len(cpus))
     ratio = two / one
     common.print_line(f"one process: {one * 1000:.1f} ms per fib({args.n}); two at once: {two * 1000:.1f} ms "
                       f"(x{ratio:.2f})")
     if args.json:
-        common.print_experiment_json("cpu_parallelism", started_at, n=args.n, cpus=sorted(os.sched_getaffinity(0)),
-                                     one_s=one, two_s=two, ratio=ratio)
+        common.print_experiment_json("cpu_parallelism", started_at, n=args.n, cpus=cpus, one_s=one, two_s=two,
+                                     ratio=ratio, one_cpu_share=one_cpu_share, two_cpu_share=two_cpu_share)
     return common.EXIT_OK
 
 

@@ -572,6 +572,10 @@ def test_loopback_floor_bounds_its_duration(duration):
                                                              "--duration")
 
 
+PARALLELISM_ATTEMPTS = 5
+FULL_CPU_SHARE = 0.9  # its phases then differ by at most 10% in the CPU they got: the ratio stays within x1.8-x2.2
+
+
 def cpu_parallelism(*cpus):
     """clients.cpu_parallelism's record, run on those CPUs only."""
     proc = subprocess.run(["taskset", "-c", ",".join(map(str, cpus)), sys.executable, "-m", "clients.cpu_parallelism",
@@ -582,10 +586,16 @@ def cpu_parallelism(*cpus):
 
 
 def test_cpu_parallelism_sees_two_processes_share_one_cpu():
-    record = cpu_parallelism(0)
+    # Two processes on one CPU each get half of it: about x2, never near x1. Another job that takes part
+    # of CPU 0 in one phase and not the other moves the ratio (a CI run saw x1.57): the record's CPU
+    # shares show it, and such a measurement is made again.
+    for _ in range(PARALLELISM_ATTEMPTS):
+        record = cpu_parallelism(0)
+        if min(record["one_cpu_share"], record["two_cpu_share"]) >= FULL_CPU_SHARE:
+            break
+        print(f"cpu_parallelism starved (CPU shares {record['one_cpu_share']:.2f}, {record['two_cpu_share']:.2f}): "
+              f"measured again")
     assert record["cpus"] == [0] and record["one_s"] > 0
-    # Two processes on one CPU each get half of it, whatever else the machine does (a busy machine
-    # only slows both phases): about x2, never near x1.
     assert 1.6 < record["ratio"] < 2.6, record
     assert abs(record["ratio"] - record["two_s"] / record["one_s"]) < 1e-9
 
