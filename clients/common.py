@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from server import limits
+from server.cpusets import CAN_PIN
 from server.protocol import PORT, fib_reply
 
 # Exit codes, one per kind of failure, so that scripts can tell them apart.
@@ -65,6 +66,23 @@ class ClientError(Exception):
     def __init__(self, exit_code: int, message: str):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+# What some tools read or do that only Linux has; macOS and Windows run the lab's host side too (docs/hosts.md).
+PROC, PINNING = "Linux's /proc", "CPU pinning (os.sched_setaffinity)"
+
+
+def has_proc() -> bool:
+    return os.path.exists("/proc/self/stat")
+
+
+def require_linux(*needs: str) -> None:
+    """Before a tool measures: a ClientError (exit 2, one line, no traceback) if it needs any of PROC and
+    PINNING and this host lacks it."""
+    missing = [need for need in needs if not {PROC: has_proc, PINNING: lambda: CAN_PIN}[need]()]
+    if missing:
+        raise ClientError(EXIT_BAD_ARGUMENTS, f"needs {' and '.join(missing)}, which this host lacks: run it "
+                                              "on Linux, e.g. in the lab's containers")
 
 
 # ---------------------------------------------------------------- argument parsing

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 
 from clients import common
+from server.cpusets import usable_cpus
 from server.handlers import fib
 
 DESCRIPTION = """\
@@ -69,7 +69,7 @@ def in_processes(processes, n, duration, cpus):
 def main(argv=None) -> int:
     args = parse_args(argv)
     started_at = common.epoch_now()
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = sorted(usable_cpus())
     one, one_cpu_share = in_processes(1, args.n, args.duration, len(cpus))
     two, two_cpu_share = in_processes(2, args.n, args.duration, len(cpus))
     ratio = two / one

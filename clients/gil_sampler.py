@@ -28,7 +28,6 @@ import argparse
 import json
 import random
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -131,6 +130,7 @@ def sample(rate_hz, max_s, stop, on_sample=None):
         # at a random point of each period: a fixed period would alias with the GIL's own rhythm (two
         # threads taking turns every 5 ms switch interval, sampled every 40 ms, is always the same turn)
         time.sleep(max(0.0, start + (k + random.random()) / rate_hz - time.monotonic()))
+    import resource  # here: the lab's runner imports this module's names on Windows too, which has none
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"tool": "gil_sampler", "pid": pid, "py_spy": version, "rate_hz": rate_hz, "threads": names,
             "samples": samples, "errors": errors, "first_error": first_error,

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from clients import common, perf2
+from server.cpusets import usable_cpus
 
 DESCRIPTION = """\
 A ping-pong on one connection to the barest possible server: a forked process that only echoes, on
@@ -98,7 +99,7 @@ def cpu_number(text: str, option: str) -> int:
     text = text.strip()
     if not text.isdigit():
         raise common.ClientError(common.EXIT_BAD_ARGUMENTS, f"{option}: {text!r} is not a CPU number")
-    cpu, before = int(text), os.sched_getaffinity(0)
+    cpu, before = int(text), usable_cpus()
     try:
         os.sched_setaffinity(0, {cpu})  # the kernel knows best which CPUs the cgroup and the machine give
     except (OSError, ValueError, OverflowError) as error:
@@ -189,7 +190,7 @@ def measure(layout: Layouts, duration: float) -> dict:
         return perf2_loop(connection, share)
 
     listener = socket.create_server(("127.0.0.1", 0))
-    allowed = os.sched_getaffinity(0)
+    allowed = usable_cpus()
     try:
         if across:
             (same,), same_on = in_layout(listener, layout.same_cpu, layout.same_cpu, [bare])
@@ -217,7 +218,8 @@ def measure(layout: Layouts, duration: float) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    layout = layouts(args.same_cpu, args.across, os.sched_getaffinity(0))
+    common.require_linux(common.PROC, common.PINNING)
+    layout = layouts(args.same_cpu, args.across, usable_cpus())
     started_at = common.epoch_now()
     record = measure(layout, args.duration)
     common.print_line(f"{record['same_cpu_per_s']:.0f} requests/second (bare loop, {SAME}: echo and client on "

@@ -88,6 +88,7 @@ ROW_FORMAT = "{:>7}  {:>7}  {:>7}  {:>9}  {:>9}  {:>9}  {}"
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    common.require_linux(common.PROC)
     started_at = common.epoch_now()
     found = measure(args.pid)
     common.print_line(ROW_FORMAT.format("pid", "parent", "threads", "USS KiB", "PSS KiB", "RSS KiB", "command"))

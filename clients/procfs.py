@@ -20,7 +20,9 @@ def parent(pid: int) -> int:
 
 
 def processes() -> dict[int, int]:
-    """{pid: parent pid} of every process visible here; one that ends during the scan is left out."""
+    """{pid: parent pid} of every process visible here; one that ends during the scan is left out. Without
+    /proc (macOS, Windows): common.require_linux's ClientError."""
+    common.require_linux(common.PROC)
     found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():

@@ -127,6 +127,7 @@ def print_summary(threads: dict, samples: list, ticks_per_s: int) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    common.require_linux(common.PROC)
     started_at = common.epoch_now()
     parents = procfs.processes()
     root = args.pid or procfs.find_server(parents)

@@ -141,6 +141,7 @@ def describe(variant: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    common.require_linux(common.PROC)
     if args.measure_in_child is not None:
         common.print_line(json.dumps(measure(args.threads, args.measure_in_child)))
         return common.EXIT_OK

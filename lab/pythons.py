@@ -16,7 +16,7 @@ FREE_THREADED, TWIN = "t", "g"
 
 def versions():
     """('3.11', '3.13', ...): each builds as concurrency-lab-server:VERSION (scripts/build-python-image)."""
-    rows = (line.split() for line in TABLE.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    rows = (line.split() for line in TABLE.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#"))
     return tuple(row[0] for row in rows)
 
 

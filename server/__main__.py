@@ -1,11 +1,11 @@
 """python -m server --strategy NAME: run one of the article's servers."""
 import argparse
 import logging
-import os
 import platform
 import sys
 
 from server import build, limits, placement, strategies
+from server.cpusets import usable_cpus
 from server.lifecycle import Shutdown, exit_at_once, install_shutdown_handlers, stop_accepting_at_signal
 from server.listener import listen
 from server.protocol import PORT
@@ -95,7 +95,7 @@ def main(argv=None):
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     settings = dict(handler=args.handler, max_n=args.max_n,
-                    workers=args.workers or len(placement.worker_cpus(args.placement, os.sched_getaffinity(0))))
+                    workers=args.workers or len(placement.worker_cpus(args.placement, usable_cpus())))
     if args.threshold is not None:
         settings["threshold"] = args.threshold
     service = Service(**settings)

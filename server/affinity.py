@@ -8,7 +8,8 @@ its role, LAB_CPU_ROLE (server, pool or load), instead of a cgroup cpuset, which
 when it names a CPU the engine lacks ("Requested CPUs are not available"), so that the lab also starts on a
 Docker with one CPU. This pins the process to LAB_CPUS intersected with the CPUs it may use
 (os.sched_getaffinity: the container's), or to all of those when none of the wanted ones exists, with one
-line on stderr that says so; then it becomes the command (exec): its threads, its forked and spawned
+line on stderr that says so (on a host that cannot pin, macOS or Windows, one line says that instead);
+then it becomes the command (exec): its threads, its forked and spawned
 children (pool workers, prefork's children) and whatever it execs inherit the pinning. LAB_CPUS_AVAILABLE,
 exported to the command, is the container's CPUs before pinning (the Lab view tells from it which claims
 this Docker has too few CPUs for, and which CPUs the layout gave each role).
@@ -24,7 +25,7 @@ import os
 import sys
 
 from server import layouts
-from server.cpusets import format_cpuset, parse_cpuset, pinned
+from server.cpusets import CAN_PIN, NO_PINNING, format_cpuset, parse_cpuset, pinned, usable_cpus
 
 WANTED = "LAB_CPUS"
 ROLE = "LAB_CPU_ROLE"
@@ -64,14 +65,16 @@ def main(argv=None):
     if not argv:
         print(USAGE, file=sys.stderr)
         return 2
-    available = os.sched_getaffinity(0)
+    available = usable_cpus()
     os.environ[AVAILABLE] = format_cpuset(available)
     try:
         wanted_text = wanted_cpus(os.environ, available)
     except ValueError as e:
         print(f"server.affinity: {e}", file=sys.stderr)
         return 2
-    if wanted_text:
+    if wanted_text and not CAN_PIN:  # a container is Linux: only a command run by hand gets here
+        print(f"server.affinity: {NO_PINNING}: {WANTED}={wanted_text} ignored", file=sys.stderr, flush=True)
+    elif wanted_text:
         try:
             cpus, line = pin(wanted_text, available)
             os.sched_setaffinity(0, cpus)

@@ -1,8 +1,22 @@
 """CPU sets as Docker's cpuset and Linux write them: '0', '0-1', '0,2-3'; and which of them a process runs on.
 
 Standard library only: server.affinity pins every container of the lab with it, before anything else
-runs (lab.cpu.cpusets re-exports it for the runner and the Lab view).
+runs (lab.cpu.cpusets re-exports it for the runner and the Lab view). The one place that asks which
+CPUs this process may use (usable_cpus) and whether it can pin itself (CAN_PIN): only Linux can, and
+macOS and Windows run the lab's host side too (docs/hosts.md).
 """
+import os
+
+CAN_PIN = hasattr(os, "sched_setaffinity")
+NO_PINNING = "pinning to CPUs needs Linux (os.sched_setaffinity), which this host lacks"
+
+
+def usable_cpus():
+    """The CPUs this process may run on: os.sched_getaffinity(0) where it exists (Linux), else all of the
+    machine's, 0 to os.cpu_count() - 1 (macOS and Windows have no CPU set to read)."""
+    if hasattr(os, "sched_getaffinity"):
+        return os.sched_getaffinity(0)
+    return set(range(os.cpu_count() or 1))
 
 
 def parse_cpuset(text):

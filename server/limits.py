@@ -5,9 +5,12 @@ a soft limit of 1024 (the hard limit is 524288), and so do many shells and syste
 asyncio server then fails to accept past about 1,020 connections ("Too many open files"), though the
 kernel would allow far more. The soft limit is only a default that a process may raise up to the hard
 limit by itself, and Go programs have done so at start since Go 1.19; the lab's servers, clients and
-Locust users do the same here.
+Locust users do the same here. Windows has no such limit (nor the resource module): there this does nothing.
 """
-import resource
+try:
+    import resource
+except ImportError:  # Windows, where the lab's host side (python -m lab) runs too: docs/hosts.md
+    resource = None
 
 # What a process opens besides its connections: stdin/stdout/stderr, the listener, the selector, a pool's
 # pipes and processes, Python's own imports.
@@ -23,6 +26,8 @@ def raise_open_files(needed=0):
     limit (the caller logs it, or fails with it). Never raises. Children, forked or started afterwards,
     inherit the raised limit.
     """
+    if resource is None:
+        return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # An unlimited hard limit (macOS) cannot be the soft one: ask for what is needed only.
     wanted = hard if hard != resource.RLIM_INFINITY else max(soft, needed)

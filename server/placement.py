@@ -23,6 +23,7 @@ import os
 import threading
 from contextlib import contextmanager
 
+from server.cpusets import CAN_PIN, NO_PINNING, usable_cpus
 from server.cpusets import format_cpuset as describe
 
 FIXED, FREE = "fixed", "free"
@@ -37,13 +38,17 @@ _lock = threading.Lock()
 
 def place_main(placement, cpus=None):
     """Pin the calling (main) thread to the first of `cpus` (default: the CPUs it may use now), and
-    remember them for the threads and processes it starts. A text for the log: where things run."""
-    cpus = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
-    _cpus[:] = cpus if placement == FIXED else []
+    remember them for the threads and processes it starts. A text for the log: where things run. A host
+    that cannot pin (macOS, Windows) serves as with placement free, and the text says so."""
+    cpus = sorted(usable_cpus() if cpus is None else cpus)
+    fixed = placement == FIXED and CAN_PIN
+    _cpus[:] = cpus if fixed else []
     _workers.clear()
-    _workers.update(worker_cpus(placement, cpus) if placement == FIXED else ())
+    _workers.update(worker_cpus(placement, cpus) if fixed else ())
     _serving.clear()
-    if placement != FIXED or len(cpus) < 2:
+    if placement == FIXED and not fixed:
+        return f"placement fixed: {NO_PINNING}; threads on CPUs {describe(cpus)}, wherever the scheduler puts them"
+    if not fixed or len(cpus) < 2:
         return f"placement {placement}: threads on CPUs {describe(cpus)}"
     os.sched_setaffinity(0, {cpus[0]})
     return (f"placement fixed: main thread on CPU {cpus[0]}, each connection's thread on the CPU of "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 
 from clients import common
 from clients.abuse.cases import CASES, markdown
@@ -43,7 +44,7 @@ def parse_args(argv=None):
     common.add_positive(parser, "--workers", common.positive_int, 2,
                         "the server's --workers, for a strategy that serves that many at once")
     parser.add_argument("--server-pid", type=common.positive_int, metavar="PID",
-                        help="the server's process (Linux): a late fresh request is measured again while the "
+                        help="the server's process (Linux: its /proc): a late fresh request is measured again while the "
                         "server's threads were starved of CPU by the rest of the machine (default: never again)")
     common.add_positive(parser, "--limit", common.positive_float, LIMIT_S, "seconds the fresh client's fib(20) may take")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
@@ -73,7 +74,10 @@ def main(argv=None) -> int:
     enough_files()
     started_at = common.epoch_now()
     common.connect(args.host, args.port, args.timeout).close()  # a clear error if nothing listens
-    others = OtherLoad(args.server_pid) if args.server_pid else None
+    others = OtherLoad(args.server_pid) if args.server_pid and common.has_proc() else None
+    if args.server_pid and not others:
+        print(f"abuse: --server-pid: {common.PROC} is missing here: a late request is not asked again if the "
+              "machine was busy", file=sys.stderr, flush=True)
     outcomes = []
     for one in [c for c in CASES if not args.case or c.name in args.case]:
         outcome = run_case(one, (args.host, args.port), args.limit, args.strategy, args.workers, others)

@@ -9,6 +9,7 @@ import sys
 from clients.common import pinned_to
 from lab import REPO
 from lab.cpu import layout
+from server.cpusets import CAN_PIN, NO_PINNING, usable_cpus
 from server.strategies import threaded
 
 STARTUP_TIMEOUT_S = 30
@@ -18,7 +19,9 @@ def cpu_plan(load="the load", one_client_cpu=False):
     """(server CPUs, load CPUs, the layout in words, lab.cpu.layout's): the server on the first CPU this process
     may use, the load on the others, or on the second only with one_client_cpu (a single client, which
     must not move between CPUs either: a rate across CPUs is several times one on the same CPU)."""
-    cpus = sorted(os.sched_getaffinity(0))
+    if not CAN_PIN:
+        raise BenchError(f"{NO_PINNING}: a benchmark measures a server and its load on CPUs of their own")
+    cpus = sorted(usable_cpus())
     if len(cpus) < 2:
         return {cpus[0]}, {cpus[0]}, layout.text(cpus[0], {cpus[0]}, f"{load} too")
     server, others = {cpus[0]}, set(cpus[1:2] if one_client_cpu else cpus[1:])

@@ -14,13 +14,12 @@ An experiment module lists its live forms in LIVE, each a LiveForm:
 Nothing here imports Locust: locustfiles/workshop.py turns these into Locust user and shape classes.
 """
 import math
-import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
 from lab.claims import NOT_RUN, Claim, Measured, NotRun
-from lab.cpu.cpusets import format_cpuset, parse_cpuset, pinned
+from lab.cpu.cpusets import format_cpuset, parse_cpuset, pinned, usable_cpus
 from server import affinity, layouts, placement, strategies
 from server.protocol import PORT
 from server.strategies import key as strategy_name
@@ -133,7 +132,7 @@ class Role:
         try:
             return self.users * len(parse_cpuset(settings.get("pool_cpus", "")))
         except ValueError:
-            return self.users * len(os.sched_getaffinity(0))  # unknown: as many as this process may use
+            return self.users * len(usable_cpus())  # unknown: as many as this process may use
 
     @property
     def request_name(self):

@@ -107,7 +107,7 @@ class RunView:
     def raw(self, cell, name):
         """A raw JSON file of the cell, or None if it is absent or unreadable."""
         try:
-            return json.loads(self.run.raw_path(cell.id, name).read_text())
+            return json.loads(self.run.raw_path(cell.id, name).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return None
 

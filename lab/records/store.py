@@ -71,7 +71,7 @@ class Run:
         """The run in directory; ValueError with a one-line message if it holds no readable record."""
         path = Path(directory) / "results.json"
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ValueError(f"{directory}: no results.json (is this a run directory?)") from None
         except (OSError, UnicodeDecodeError) as e:

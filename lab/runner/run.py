@@ -35,7 +35,7 @@ console = Console(stderr=True)
 def dotenv_settings():
     """{name: value} of the repo's .env (the one compose reads); {} without one."""
     try:
-        lines = (REPO / ".env").read_text().splitlines()
+        lines = (REPO / ".env").read_text(encoding="utf-8").splitlines()
     except OSError:
         return {}
     pairs = (line.partition("=") for line in lines if not line.lstrip().startswith("#"))

@@ -7,6 +7,7 @@
 #
 # Both print nothing on success but their result; on failure they print the tail of apt's log and
 # return 1. Needs apt-get, dpkg and the Debian archive keyring.
+source "$(dirname "${BASH_SOURCE[0]}")/portable.sh"  # with_timeout
 
 debian_mirror() {
     local f uri
@@ -48,9 +49,9 @@ debian_fetch() {
         -o "Acquire::http::Timeout=30" -o "Acquire::Retries=2" -o "Debug::NoLocking=1"
         -o "APT::Sandbox::User=root"
     )
-    if ! timeout 300 apt-get -q "${opts[@]}" update >"$work/apt.log" 2>&1; then
+    if ! with_timeout 300 apt-get -q "${opts[@]}" update >"$work/apt.log" 2>&1; then
         echo "apt-get update for $suite from $mirror failed" >&2; rc=1
-    elif ! (cd "$work/dl" && timeout 300 apt-get -q "${opts[@]}" download "$@") >>"$work/apt.log" 2>&1; then
+    elif ! (cd "$work/dl" && with_timeout 300 apt-get -q "${opts[@]}" download "$@") >>"$work/apt.log" 2>&1; then
         echo "apt-get download $* ($suite) failed" >&2; rc=1
     else
         for deb in "$work"/dl/*.deb; do dpkg -x "$deb" "$out" || rc=1; done
