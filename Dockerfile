@@ -4,7 +4,10 @@
 #   BASE_IMAGE=concurrency-lab-base:trixie     offline: scripts/build-offline-base
 #
 # Optional inputs, picked up from the build context when present:
-#   wheelhouse/*.whl  (scripts/wheelhouse)  -> pip install --no-index, no network at all
+#   wheelhouse/ARCH/*.whl (scripts/wheelhouse; ARCH: x86_64, aarch64, one folder per platform)
+#                                           -> pip install --no-index for the platform being built
+#                                              (a pin built from source still needs the Debian mirror
+#                                              for its compiler: images/lab-packages.sh)
 #   ca-certs/*.pem|*.crt                    -> CA bundle for pip behind a TLS-intercepting
 #                                              proxy; used in the build stage only, never
 #                                              copied into the final image

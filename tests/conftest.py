@@ -198,7 +198,7 @@ def lab_image(docker_engine):
         hint = ""
         if "CERTIFICATE_VERIFY_FAILED" in image.build_output:
             hint = ("\nHint: pip in the build cannot verify TLS. Run scripts/wheelhouse (offline install) "
-                    "or put your CA bundle into ca-certs/ (README, 'Behind a TLS-intercepting proxy').")
+                    "or put your CA bundle into ca-certs/ (docs/docker.md, 'TLS-intercepting proxy').")
         pytest.fail(f"`docker compose build` with BASE_IMAGE={base} ({reason}) failed after "
                     f"{image.build_seconds:.0f}s:\n{image.build_output[-5000:]}{hint}", pytrace=False)
     return image
