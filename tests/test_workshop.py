@@ -165,6 +165,65 @@ def test_c6_the_convoy_collapses_on_screen(lab, chromium_driver):
     screenshot(chromium_driver, "locust-ui-lab-tab")
 
 
+PROJECTOR = (1280, 720)  # a common projector's pixels
+BIG_VERDICT_PX = 40  # projector mode's verdict (46 px), twice the page's own 22 px
+BIG_FIGURE_PX = 20  # its key figure: 30 px, 22 for a long one (C10's); the page's own is 15 px
+CHART_TEXT_PX = 16  # the chart's labels: 17 px, drawn in the chart's own pixels; the page's own are 11 px
+SECONDARY = ("latency", "latency-chart", "servers", "files", "rule", "in-flight")  # hidden in projector mode
+
+
+def viewport(driver, width, height):
+    """Size the window so that the page gets width x height pixels (a headless window may have a frame)."""
+    driver.set_window_size(width, height)
+    inner_width, inner_height = driver.execute_script("return [innerWidth, innerHeight]")
+    driver.set_window_size(2 * width - inner_width, 2 * height - inner_height)
+
+
+def projector_page(driver):
+    """What projector mode shows: the viewport, what scrolls, the fonts in px, where the verdict and the chart are."""
+    return driver.execute_script("""
+        const box = (id) => { const r = document.getElementById(id).getBoundingClientRect();
+                              return {top: r.top, bottom: r.bottom, height: r.height}; };
+        const px = (selector) => parseFloat(getComputedStyle(document.querySelector(selector)).fontSize);
+        return {width: innerWidth, height: innerHeight, scroll_width: document.documentElement.scrollWidth,
+                scroll_height: document.documentElement.scrollHeight, verdict_px: px("#verdict"),
+                figure_px: px("#measured .key"), chart_text_px: px("#rate-chart text"),
+                verdict: box("verdict"), chart: box("rate-chart"),
+                pressed: document.getElementById("projector").getAttribute("aria-pressed"),
+                shown: %s.filter((id) => document.getElementById(id).getClientRects().length)};""" % list(SECONDARY))
+
+
+def test_projector_mode_fits_a_1280x720_projector_with_c6_large(lab, chromium_driver, record_property):
+    """The Lab view's projector mode (/lab?projector=1) at 1280x720, after one run of C6: the verdict, the
+    measured figure and the rate chart large, on one screen with no scrolling, the secondary detail
+    hidden; the Projector button turns it off and on again."""
+    driver = chromium_driver
+    driver.get(f"http://127.0.0.1:{lab.ui_port}/lab?projector=1")
+    viewport(driver, *PROJECTOR)
+    wait_for_text(driver, "#status", lambda text: text and not text.startswith("connecting"), what="loaded")
+    verdict, measured = run_experiment(driver, lab, "C6")  # one run: test_c6 judges the claim
+    path = screenshot(driver, "lab-view-projector")
+    page = projector_page(driver)
+    record_property("summary", f"Lab view in projector mode at {page['width']}x{page['height']}, C6: "
+                               f"{verdict['line']}: {measured}; verdict {page['verdict_px']:g} px, figure "
+                               f"{page['figure_px']:g} px, chart {page['chart']['height']:.0f} px high; {path}")
+    assert (page["width"], page["height"]) == PROJECTOR, page
+    assert verdict["state"] in ("final", "partial") and verdict["line"], verdict
+    assert page["pressed"] == "true" and not page["shown"], page
+    assert page["scroll_width"] <= page["width"] and page["scroll_height"] <= page["height"], page
+    assert page["verdict_px"] >= BIG_VERDICT_PX and page["figure_px"] >= BIG_FIGURE_PX, page
+    assert page["chart_text_px"] >= CHART_TEXT_PX, page
+    assert 0 <= page["verdict"]["top"] and page["verdict"]["bottom"] <= page["height"], page
+    assert page["chart"]["height"] >= page["height"] / 2 and page["chart"]["bottom"] <= page["height"], page
+    assert driver.find_elements("css selector", "#rate-chart path") and driver.find_elements(
+        "css selector", "#rate-chart rect")  # perf2's line and the long request's span
+    driver.find_element("id", "projector").click()  # off: the page as it is on a laptop
+    normal = projector_page(driver)
+    assert normal["pressed"] == "false" and normal["verdict_px"] < BIG_VERDICT_PX and normal["shown"], normal
+    driver.find_element("id", "projector").click()
+    assert projector_page(driver)["verdict_px"] >= BIG_VERDICT_PX
+
+
 def ratio_of(measured):
     found = re.search(r"\(x([\d.]+)\)", measured)
     assert found, measured
