@@ -57,9 +57,8 @@ def parse_args(argv):
         epilog="Ctrl-C keeps every finished cell and marks the run incomplete; --resume RUN_DIR finishes it. "
         "'scripts/lab experiments' lists the experiments and what each measures.")
     parser.add_argument("--quick", action="store_true",
-                        help="smaller n and shorter runs: the whole plan in 75 to 118 s on 2 cores "
-                        "(default: the full mode, the article's sizes where they fit, 293 to 387 s; measured runs: "
-                        "docs/results.md)")
+                        help="smaller n and shorter runs (default: the full mode, the article's sizes where they "
+                        "fit); --plan estimates a run's seconds, docs/results.md lists measured runs with their dates")
     parser.add_argument("--plan", action="store_true",
                         help="print the cells this run would measure, with their estimated seconds, and exit "
                         "without running anything")
