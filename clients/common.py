@@ -69,17 +69,20 @@ class ClientError(Exception):
 
 
 # What some tools read or do that only Linux has; macOS and Windows run the lab's host side too (docs/hosts.md).
-PROC, PINNING = "Linux's /proc", "CPU pinning (os.sched_setaffinity)"
+PROC, PINNING, FORK = "Linux's /proc", "CPU pinning (os.sched_setaffinity)", "os.fork (Linux, macOS)"
 
 
 def has_proc() -> bool:
     return os.path.exists("/proc/self/stat")
 
 
+HAS = {PROC: has_proc, PINNING: lambda: CAN_PIN, FORK: lambda: hasattr(os, "fork")}
+
+
 def require_linux(*needs: str) -> None:
-    """Before a tool measures: a ClientError (exit 2, one line, no traceback) if it needs any of PROC and
-    PINNING and this host lacks it."""
-    missing = [need for need in needs if not {PROC: has_proc, PINNING: lambda: CAN_PIN}[need]()]
+    """Before a tool measures: a ClientError (exit 2, one line, no traceback) if it needs any of PROC,
+    PINNING and FORK and this host lacks it."""
+    missing = [need for need in needs if not HAS[need]()]
     if missing:
         raise ClientError(EXIT_BAD_ARGUMENTS, f"needs {' and '.join(missing)}, which this host lacks: run it "
                                               "on Linux, e.g. in the lab's containers")

@@ -68,6 +68,7 @@ def in_processes(processes, n, duration, cpus):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    common.require_linux(common.FORK)  # its processes are forked
     started_at = common.epoch_now()
     cpus = sorted(usable_cpus())
     one, one_cpu_share = in_processes(1, args.n, args.duration, len(cpus))

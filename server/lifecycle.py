@@ -193,6 +193,10 @@ def run_forked(count, target):
         _stop(set(children))
 
 
+# A strategy that forks (prefork, the process pools) declares this as its NEEDS: Linux and macOS have
+# os.fork, Windows does not, and there its servers run in the lab's containers (docs/hosts.md).
+NEEDS_FORK = None if hasattr(os, "fork") else "os.fork, which Windows lacks (run it in the lab's containers)"
+
 def child_cpu(taken):
     """The CPU for a new child with placement fixed: the pool's CPU with the fewest children (None: free)."""
     cpus = placement.pool_cpus()

@@ -27,7 +27,8 @@ from conftest import REPO, run, unavailable
 
 SITECUSTOMIZE = '''\
 """tests/test_hosts.py: this interpreter lacks what macOS's and Windows's os module lacks, and with
-LAB_TEST_HOST=windows the POSIX-only modules too (None in sys.modules: importing one raises ImportError)."""
+LAB_TEST_HOST=windows the POSIX-only modules and os.fork too (None in sys.modules: importing one raises
+ImportError)."""
 import os
 import sys
 
@@ -37,6 +38,7 @@ for name in ("sched_getaffinity", "sched_setaffinity"):
 if os.environ.get("LAB_TEST_HOST") == "windows":
     for module in ("resource", "fcntl", "termios", "pwd", "grp"):
         sys.modules[module] = None
+    del os.fork
 '''
 # What scripts/lab and the commands under test run, besides python3 (.venv's): no timeout, flock, sha256sum.
 TOOLS = ("bash", "cat", "cut", "dirname", "git", "mkdir", "perl", "rm", "shasum", "sleep", "uname")
@@ -132,6 +134,35 @@ def test_python_m_lab_without_the_posix_modules(host, tmp_path, command):
     assert proc.stdout.strip()
 
 
+@pytest.mark.parametrize("strategy", ["process-pool", "threshold-pool", "asyncio-pool", "prefork"])
+def test_a_strategy_that_forks_says_so_in_one_line_on_windows(host, strategy):
+    proc = on_host(host, sys.executable, "-m", "server", "--strategy", strategy, "--port", "0", LAB_TEST_HOST="windows",
+                   timeout=60)
+    assert proc.returncode == 2
+    assert f"--strategy {strategy} needs os.fork, which Windows lacks" in one_clear_line(proc), proc.stderr
+
+
+def test_threaded_by_hand_and_perf2_on_windows(host):
+    """The strategies that do not fork serve on a host without os.fork, and the clients ask them."""
+    wrapper, env = host
+    proc = subprocess.Popen([*wrapper, sys.executable, "-m", "server", "--strategy", "threaded", "--port", "0"],
+                            cwd=REPO, env={**env, "LAB_TEST_HOST": "windows"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("listening on "), (line, proc.stderr.read() if proc.poll() is not None else "")
+        perf2 = on_host(host, sys.executable, "-m", "clients.perf2", "--port", line.rsplit(":", 1)[1].strip(),
+                        "--duration", 1, LAB_TEST_HOST="windows", timeout=60)
+        assert perf2.returncode == 0, perf2.stderr
+        assert re.search(r"^# \d+ requests in [\d.]+ s", perf2.stdout, re.M), perf2.stdout
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="module")
 def server(host):
     """A threaded server run by hand, as docs/servers.md shows, with placement fixed: (port, its stderr)."""
@@ -175,9 +206,10 @@ def test_perf1_and_perf2_against_it(host, server):
 @pytest.mark.parametrize("tool, needs", [
     (["thread_cpus", "--duration", "0.1"], "Linux's /proc"),
     (["loopback_floor", "--duration", "0.3"], "Linux's /proc and CPU pinning (os.sched_setaffinity)"),
+    (["cpu_parallelism", "--duration", "0.1"], "os.fork (Linux, macOS)"),  # on the simulated Windows host
 ])
 def test_a_tool_that_needs_linux_says_so(host, tool, needs):
-    proc = on_host(host, sys.executable, "-m", f"clients.{tool[0]}", *tool[1:], timeout=60)
+    proc = on_host(host, sys.executable, "-m", f"clients.{tool[0]}", *tool[1:], timeout=60, LAB_TEST_HOST="windows")
     assert proc.returncode == 2
     assert one_clear_line(proc) == (f"{tool[0]}: error: needs {needs}, which this host lacks: run it on Linux, "
                                     "e.g. in the lab's containers")

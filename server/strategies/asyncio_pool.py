@@ -4,12 +4,14 @@ A long fib no longer blocks the loop: it runs in a worker while the loop serves 
 """
 import asyncio
 
+from server.lifecycle import NEEDS_FORK
 from server.pool import process_pool
 from server.strategies import asyncio_inline
 
 NAME = "asyncio-pool"
 USES = {"workers", "threshold"}
 MULTICORE = True
+NEEDS = NEEDS_FORK
 
 
 def serve(listener, service):

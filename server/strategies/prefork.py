@@ -2,12 +2,13 @@
 
 No IPC at all, but only N clients are served at once: N long requests lock everyone else out.
 """
-from server.lifecycle import run_forked
+from server.lifecycle import NEEDS_FORK, run_forked
 from server.listener import accept
 
 NAME = "prefork"
 USES = {"workers"}
 MULTICORE = True
+NEEDS = NEEDS_FORK
 AT_ONCE = "workers"  # a child serves one client at a time (C10)
 
 

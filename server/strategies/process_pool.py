@@ -1,4 +1,5 @@
 """process-pool: a thread per connection; every request is computed in a process pool (C7, C8)."""
+from server.lifecycle import NEEDS_FORK
 from server.listener import accept
 from server.pool import process_pool
 from server.threads import start_thread
@@ -6,6 +7,7 @@ from server.threads import start_thread
 NAME = "process-pool"
 USES = {"workers"}
 MULTICORE = True
+NEEDS = NEEDS_FORK
 THREAD_PER_CONNECTION = True
 
 

@@ -1,4 +1,5 @@
 """threshold-pool: short requests inline, long ones (n > threshold) in a process pool (C9)."""
+from server.lifecycle import NEEDS_FORK
 from server.listener import accept
 from server.pool import process_pool
 from server.threads import start_thread
@@ -6,6 +7,7 @@ from server.threads import start_thread
 NAME = "threshold-pool"
 USES = {"workers", "threshold"}
 MULTICORE = True
+NEEDS = NEEDS_FORK
 THREAD_PER_CONNECTION = True
 
 
