@@ -10,7 +10,6 @@ runs on a network of its own with no way out (--internal), every command has a t
 finalizer removes them all.
 """
 import json
-import os
 import time
 import uuid
 
@@ -23,14 +22,12 @@ pytestmark = pytest.mark.docker
 ARM64_IMAGE = "concurrency-lab:arm64"
 # A cold build here (fresh-clone CI, 2026-12-04): the base about 6 min, the image about 11 min.
 BUILD_TIMEOUT_S = 1500
-LOCUST_S = 8  # the headless run, once the emulated worker has joined
 JOIN_TIMEOUT_S = 300  # an emulated Locust takes tens of seconds to start
-# Requests per second of the emulated worker's user, an open loop. In a closed loop (the next request as soon
-# as the reply is in) the worker under qemu-user 7.2 sent no heartbeat once its user ran, and the master
-# dropped it as missing with no request counted (2026-12-06: 7 runs of 7; an 8th, traced with
-# greenlet.settrace, ran). At 20 per second it reported 68 requests in 8 s. What is checked here is the
-# join and the merged histograms, not a rate.
-EMULATED_RATE = 20
+# A whole Locust run with the emulated worker is not tested here: under qemu-user 7.2 its user's spawn
+# blocks it for seconds, so it sends no heartbeat and the master drops it as missing with no request
+# counted (2026-12-06: every spawn of 12, through a headless master and through the web UI, before and
+# after a 25 s wait for it to settle, with --rate 20). What such a run needs of the two architectures
+# is tested apart: the join (Locust's messages) and the histograms' merge (what the worker ships).
 
 
 @pytest.fixture(scope="module")
@@ -120,32 +117,76 @@ def test_an_arm64_server_answers_the_articles_clients(arm64_image, network):
     assert out.split()[0] == "832040", out
 
 
-def test_an_arm64_locust_worker_joins_an_amd64_master_and_its_histograms_are_written(arm64_image, network,
-                                                                                     tmp_path):
-    server = network("server", "python", "-m", "server", "--strategy", "threaded", "--host", "0.0.0.0",
-                     "--port", "25000")
-    assert wait_until_answers(server).returncode == 0
-    out = tmp_path / "out"
-    out.mkdir()
-    os.chmod(out, 0o777)  # the image's user (10001) writes the master's files
+def test_an_arm64_locust_worker_joins_an_amd64_master(arm64_image, network, tmp_path):
+    """An Apple Silicon laptop's worker joins the teacher's amd64 master: Locust's ZeroMQ messages between
+    the two architectures, over the lab's own network."""
     locustfile = "/app/locustfiles/perf2.py"
-    network("worker", "locust", "-f", locustfile, "--worker", "--master-host", "master",
-            "--master-port", "5557")
-    master = run(["docker", "run", "--rm", "--network", network.name, "--network-alias", "master", "-v",
-                  f"{out}:/out", "--platform", "linux/amd64", LAB_IMAGE,
-                  "locust", "-f", locustfile, "--master", "--headless", "--expect-workers", "1",
-                  "--expect-workers-max-wait", str(JOIN_TIMEOUT_S), "-u", "1", "-r", "1", "-t", f"{LOCUST_S}s",
-                  "--rate", str(EMULATED_RATE),
-                  "--host", "tcp://server:25000", "--csv", "/out/run", "--only-summary"],
-                 JOIN_TIMEOUT_S + LOCUST_S + 120)
-    summary_path = out / "run_hdr.json"
-    assert summary_path.exists(), (master.returncode, master.stdout[-2000:], master.stderr[-3000:])
-    summary = json.loads(summary_path.read_text())
-    total = summary["total"]
-    assert total["count"] > 0 and 0 < total["p50"] <= total["p99"] <= total["max"], (total, master.stderr[-3000:])
-    # every request came from the one worker, the arm64 one, and its histograms reached the master
-    assert list(summary["requests"]) and sum(summary["requests_per_worker"].values()) == total["count"], summary[
-        "requests_per_worker"]
-    assert len(summary["requests_per_worker"]) == 1
-    assert total["count"] == summary["locust"]["num_requests"], (total, summary["locust"])
-    assert (out / "run_hdr.hgrm").read_text().startswith("       Value")
+    network("worker", "locust", "-f", locustfile, "--worker", "--master-host", "master", "--master-port", "5557")
+    master = f"{network.name}-master"
+    run(["docker", "run", "-d", "--name", master, "--network", network.name, "--network-alias", "master",
+         "--platform", "linux/amd64", LAB_IMAGE, "locust", "-f", locustfile, "--master", "--web-port", "8089",
+         "--host", "tcp://server:25000"], 120, check=True)
+    try:
+        joined_in = wait_for_a_ready_worker(master)
+        workers = ui(master, "/stats/requests")["workers"]
+        logs = run(["docker", "logs", master], 30).stderr
+    finally:
+        run(["docker", "rm", "-f", master], 60)
+    print(f"the emulated worker was ready {joined_in:.0f} s after the master started")
+    assert [worker["state"] for worker in workers] == ["ready"], workers
+    assert "reported as ready. 1 workers connected" in logs, logs[-3000:]
+
+
+def test_an_arm64_workers_histograms_merge_on_an_amd64_master(arm64_image):
+    """What a worker ships to the master (locustfiles/_latency: each request name's HDR histogram, encoded,
+    and its per-second counts), made on arm64 and added on amd64, as the master adds it: the same counts
+    and the same µs percentiles on both sides."""
+    # (Locust ships the bytes with msgpack; here they cross as base64 in JSON)
+    record = ("import base64, json, sys; import _latency\n"
+              "recorder = _latency.LatencyRecorder()\n"
+              "for i in range(1, 2001): recorder.on_request('fib(1)', response_time=i / 10)\n"
+              "h = recorder.flush()['fib(1)']\n"
+              "mine = [h.get_total_count(), *(h.get_value_at_percentile(p) for p in (50, 99, 100))]\n"
+              "encoded, seconds = recorder.take_encoded()\n"
+              "encoded = {name: base64.b64encode(blob).decode() for name, blob in encoded.items()}\n"
+              "print(json.dumps({'mine': mine, 'encoded': encoded, 'seconds': seconds}))")
+    shipped = json.loads(in_arm64("env", "PYTHONPATH=/app/locustfiles", "python", "-c", record).splitlines()[-1])
+    add = ("import base64, json, sys; import _latency\n"
+           "shipped = json.loads(sys.argv[1])\n"
+           "encoded = {name: base64.b64decode(text) for name, text in shipped['encoded'].items()}\n"
+           "recorder = _latency.LatencyRecorder()\n"
+           "added = recorder.add_encoded(encoded, shipped['seconds'])\n"
+           "h = recorder.flush()['fib(1)']\n"
+           "print(json.dumps([added, h.get_total_count(), *(h.get_value_at_percentile(p) for p in (50, 99, 100))]))")
+    proc = run(["docker", "run", "--rm", "--network", "none", "--platform", "linux/amd64", LAB_IMAGE,
+                "env", "PYTHONPATH=/app/locustfiles", "python", "-c", add, json.dumps(shipped)], 120, check=True)
+    added, *merged = json.loads(proc.stdout.splitlines()[-1])
+    assert shipped["mine"][0] == 2000 and added == 2000, (shipped["mine"], added)
+    assert merged == shipped["mine"], (merged, shipped["mine"])
+    assert sum(row[1] for rows in shipped["seconds"].values() for row in rows) == 2000, shipped["seconds"]
+
+
+def ui(master, path, form=None):
+    """The master's web UI inside its container (the network has no way out): GET, or POST a form; JSON."""
+    code = ("import json, sys, urllib.parse, urllib.request\n"
+            "form = json.loads(sys.argv[2])\n"
+            "body = urllib.parse.urlencode(form).encode() if form is not None else None\n"
+            "print(urllib.request.urlopen('http://127.0.0.1:8089' + sys.argv[1], body, timeout=10).read().decode())")
+    proc = run(["docker", "exec", master, "python", "-c", code, path, json.dumps(form)], 60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def wait_for_a_ready_worker(master):
+    """Seconds until the master's web UI answers and its one worker is ready (bounded by JOIN_TIMEOUT_S)."""
+    started = time.monotonic()
+    while True:
+        assert time.monotonic() - started < JOIN_TIMEOUT_S, (
+            "the emulated worker did not join", run(["docker", "logs", master], 30).stderr[-3000:])
+        time.sleep(1)
+        try:
+            workers = ui(master, "/stats/requests").get("workers", [])
+        except AssertionError:  # the web UI is not up yet
+            continue
+        if [w["state"] for w in workers] == ["ready"]:
+            return time.monotonic() - started
