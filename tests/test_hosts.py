@@ -14,6 +14,7 @@ Each command must give its results or one clear line, never a traceback: scripts
 --plan, scripts/lab report on a stored run, a server run by hand answering over a real socket, perf1 and
 perf2 against it, and a tool that needs Linux saying so (docs/hosts.md).
 """
+import contextlib
 import hashlib
 import re
 import shutil
@@ -144,31 +145,20 @@ def test_a_strategy_that_forks_says_so_in_one_line_on_windows(host, strategy):
 
 def test_threaded_by_hand_and_perf2_on_windows(host):
     """The strategies that do not fork serve on a host without os.fork, and the clients ask them."""
-    wrapper, env = host
-    proc = subprocess.Popen([*wrapper, sys.executable, "-m", "server", "--strategy", "threaded", "--port", "0"],
-                            cwd=REPO, env={**env, "LAB_TEST_HOST": "windows"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("listening on "), (line, proc.stderr.read() if proc.poll() is not None else "")
-        perf2 = on_host(host, sys.executable, "-m", "clients.perf2", "--port", line.rsplit(":", 1)[1].strip(),
-                        "--duration", 1, LAB_TEST_HOST="windows", timeout=60)
-        assert perf2.returncode == 0, perf2.stderr
-        assert re.search(r"^# \d+ requests in [\d.]+ s", perf2.stdout, re.M), perf2.stdout
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with threaded_by_hand(host, LAB_TEST_HOST="windows") as (port, _):
+        perf2 = on_host(host, sys.executable, "-m", "clients.perf2", "--port", port, "--duration", 1,
+                        LAB_TEST_HOST="windows", timeout=60)
+    assert perf2.returncode == 0, perf2.stderr
+    assert re.search(r"^# \d+ requests in [\d.]+ s", perf2.stdout, re.M), perf2.stdout
 
 
-@pytest.fixture(scope="module")
-def server(host):
-    """A threaded server run by hand, as docs/servers.md shows, with placement fixed: (port, its stderr)."""
-    wrapper, env = host
+@contextlib.contextmanager
+def threaded_by_hand(host, **env):
+    """A threaded server run by hand, as docs/servers.md shows, with placement fixed: (port, the process)."""
+    wrapper, host_env = host
     proc = subprocess.Popen([*wrapper, sys.executable, "-m", "server", "--strategy", "threaded", "--port", "0"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, env={**host_env, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     line = proc.stdout.readline()  # 'listening on HOST:PORT', or nothing if it failed
     try:
         if not line.startswith("listening on "):
@@ -181,6 +171,13 @@ def server(host):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(host):
+    """A threaded server by hand on the simulated macOS host, for the tests below: (port, the process)."""
+    with threaded_by_hand(host) as started:
+        yield started
 
 
 def test_a_server_by_hand_answers_and_says_it_cannot_pin(server):
