@@ -16,7 +16,9 @@ reading at a known epoch time, which lines up with perf2's buckets. A dump costs
 the load CPU: hence the modest rate.
 
 Live mode (--post URL, compose's profile gil): each second's shares go to the Lab view instead
-(SecondPoster), and a restarted server is found again.
+(SecondPoster), and a restarted server is found again. Each post carries the environment's LAB_TOKEN (compose
+passes .env's) in the X-Lab-Token header: a lab with a token takes no post without it. From the
+environment, not an option: a command line is visible to every process on the machine.
 
 It stops on SIGTERM or SIGINT (docker stop/kill), or after --max-s, and prints one JSON object:
   tool, pid, py_spy (version), rate_hz, threads {tid: name}, samples [[epoch s, [[tid, state, fib depth],
@@ -26,6 +28,7 @@ or, when it cannot sample at all, exits 1 with one line on stderr.
 """
 import argparse
 import json
+import os
 import random
 import re
 import shutil
@@ -44,6 +47,7 @@ DUMP_TIMEOUT_S = 2
 READY = "gil_sampler: sampling"  # on stderr once the first dump worked: the clients may start
 HELD = "active+gil"  # py-spy's state of the thread that holds the GIL
 HEARTBEAT = "/tmp/gil-sampler-posted"
+TOKEN_HEADER = "X-Lab-Token"  # what lab.live.controller.token_ok reads
 
 
 class SamplerError(Exception):
@@ -144,8 +148,9 @@ class SecondPoster:
       held the GIL), threads [{tid, name, held (share), fib_depth (deepest seen: the long request)}]
     HEARTBEAT is touched after every POST the master took: compose's health check reads it."""
 
-    def __init__(self, url, target):
+    def __init__(self, url, target, token=""):
         self.url, self.target = url, target
+        self.headers = {"Content-Type": "application/json", **({TOKEN_HEADER: token} if token else {})}
         self.second, self.samples, self.failed_at = None, [], 0.0
 
     def __call__(self, taken_at, threads):
@@ -156,7 +161,7 @@ class SecondPoster:
         self.samples.append(threads)
 
     def post(self, body):
-        request = urllib.request.Request(self.url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        request = urllib.request.Request(self.url, json.dumps(body).encode(), self.headers)
         try:
             with urllib.request.urlopen(request, timeout=2):
                 pass
@@ -165,7 +170,8 @@ class SecondPoster:
         except OSError as e:
             if time.monotonic() - self.failed_at > 30:  # one line now and then, not one a second
                 self.failed_at = time.monotonic()
-                print(f"gil_sampler: cannot post to {self.url}: {e}", file=sys.stderr, flush=True)
+                refused = " (is LAB_TOKEN this lab's?)" if getattr(e, "code", None) in (401, 403) else ""
+                print(f"gil_sampler: cannot post to {self.url}: {e}{refused}", file=sys.stderr, flush=True)
 
 
 def summary(second, samples, target):
@@ -200,7 +206,8 @@ def main(argv=None):
         signal.signal(signum, lambda *_: stopping.append(True))
     try:
         record = sample(args.rate, args.max_s, lambda: bool(stopping),
-                        SecondPoster(args.post, args.target) if args.post else None)
+                        SecondPoster(args.post, args.target, os.environ.get("LAB_TOKEN", "").strip())
+                        if args.post else None)
     except SamplerError as e:
         print(f"gil_sampler: {e}", file=sys.stderr)
         return 1

@@ -7,7 +7,8 @@ requests live. This module keeps every response time to the microsecond:
   in microseconds (1 µs to 1 hour, 3 significant figures);
 - a worker ships what it recorded since its last report, encoded, inside Locust's own stats report
   (events.report_to_master), so Locust's counts and the histograms always travel together;
-- the master decodes and adds them (events.worker_report); a local run keeps its own;
+- the master decodes and adds them (events.worker_report), but only a worker's that every one of
+  worker_filters takes (the Lab view's: only the lab's workers count); a local run keeps its own;
 - when a run stops (and again, if late reports arrive, and when Locust quits) the master or the
   local process writes, next to Locust's CSV files:
     PREFIX_hdr.json   count, mean, min, p50, p90, p99, p99.9, max in µs, for all requests and per
@@ -49,6 +50,8 @@ HGRM_UNIT_RATIO = 1000.0  # recorded in µs, written in ms
 logger = logging.getLogger(__name__)
 # Other modules (the convoy timeline) add writers here: fn(environment, prefix) -> [paths written].
 results_writers = []
+# And here: fn(worker id) -> whether that worker's reports are merged (a report it refuses is dropped whole).
+worker_filters = []
 # The master's (or a local run's) RunResults, once Locust has started: the Lab view reads it live.
 run_results = None
 
@@ -173,7 +176,7 @@ class RunResults:
         self.last_written = None
 
     def on_worker_report(self, client_id, data):
-        if REPORT_KEY not in data:
+        if REPORT_KEY not in data or not all(counts(client_id) for counts in worker_filters):
             return
         self.requests_per_worker[client_id] += self.recorder.add_encoded(data[REPORT_KEY], data.get(SECONDS_KEY))
         # Reports that come in after the stop (a worker's last samples) update the files.

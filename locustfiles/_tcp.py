@@ -5,7 +5,8 @@ so it is imported (and its listeners registered) exactly once.
 
 - One request is one send and one reply line, timed with time.perf_counter() and reported through
   Locust's request event with a float response time in milliseconds.
-- The target is Locust's host, written tcp://NAME:PORT (NAME:PORT is accepted too).
+- The target is Locust's host, written tcp://NAME:PORT (NAME:PORT is accepted too), and only one of the
+  lab's own (_targets): the client connects to no other, sends nothing, and reports that once.
 - An ERR reply, a wrong reply, a timeout, a dropped or refused connection is a failure with a
   message that names it; the connection is then closed and the next request opens a new one.
 - Closed loop (default): each user sends its next request as soon as the reply arrives.
@@ -22,7 +23,6 @@ import random
 import socket
 import time
 import types
-from urllib.parse import urlsplit
 
 import gevent
 from gevent import getcurrent, monkey
@@ -30,6 +30,8 @@ from locust import User, events, task
 from locust.user.task import LOCUST_STATE_STOPPING
 
 import _latency
+import _targets
+from lab.targets import parse_tcp_url
 from server import limits
 from server.protocol import PORT, fib_reply
 
@@ -41,6 +43,8 @@ RECV_SIZE = 65536
 # After a failed connect, wait this long before the next attempt, so that a missing server
 # shows as a steady trickle of failures instead of a busy loop.
 RECONNECT_PAUSE_S = 0.2
+# A user whose target is refused idles in steps this long: it stops within one when Locust stops it.
+REFUSED_PAUSE_S = 1.0
 # The request event's context: shared and read-only, so that no request allocates one.
 NO_CONTEXT = types.MappingProxyType({})
 # libev's EV_READ and EV_WRITE, for gevent's io watchers
@@ -82,19 +86,6 @@ def raise_open_files(environment, **_):
     too_few = limits.raise_open_files(users + limits.SPARE if users else 0)
     if too_few:
         logging.getLogger(__name__).warning("%s", too_few)
-
-
-def parse_tcp_url(url):
-    """'tcp://name:port' (or 'name:port') -> (name, port)."""
-    text = (url or "").strip()
-    parts = urlsplit(text if "://" in text else "tcp://" + text)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "tcp" or not parts.hostname or port is None:
-        raise ValueError(f"the host must be tcp://NAME:PORT, got {url!r}")
-    return parts.hostname, port
 
 
 def fib_request(n):
@@ -147,8 +138,9 @@ class TcpClient:
     """
 
     def __init__(self, host, request_event, timeout):
-        self.address = parse_tcp_url(host)
-        self.where = "%s:%d" % self.address
+        self.refused = _targets.refusal(host)
+        self.address = None if self.refused else parse_tcp_url(host)
+        self.where = host if self.refused else "%s:%d" % self.address
         self.timeout = timeout
         self.fire_request = request_event.fire
         self.hub = gevent.get_hub()
@@ -215,6 +207,12 @@ class TcpClient:
                 return reply
 
     def _connect(self, name, due):
+        if self.refused:
+            if _targets.first_report(self.refused):
+                self.fire_request(request_type=REQUEST_TYPE, name=name, response_time=0.0, response_length=0,
+                                  exception=RequestFailed(self.refused), context=NO_CONTEXT)
+            gevent.sleep(REFUSED_PAUSE_S)
+            return False
         started = time.perf_counter() if due is None else due
         try:
             connection = socket.create_connection(self.address, timeout=self.timeout)
@@ -296,8 +294,9 @@ class TcpUser(User):
         raise NotImplementedError
 
     def target(self, options):
-        """The server this user asks, as tcp://NAME:PORT: Locust's host (the UI's Host field)."""
-        return self.host
+        """The server this user asks, as tcp://NAME:PORT: Locust's host (the UI's Host field), a compose
+        service through its published port on an outside worker (_targets.reach)."""
+        return _targets.reach(self.host)
 
     def on_start(self):
         options = self.environment.parsed_options

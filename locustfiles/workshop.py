@@ -10,7 +10,11 @@ which wires the master's live controller (lab.live.controller: the run, its verd
 Locust's events and its web UI (lab.live.routes: the Lab view at /lab, and a "Lab" tab).
 
 Workers outside the compose network reach the servers through their published ports:
---lab-servers HOST (with --lab-port-prefix if the lab's LAB_PORT_PREFIX is not the default).
+--lab-servers HOST (with --lab-port-prefix if the lab's LAB_PORT_PREFIX is not the default), and prove
+they are the lab's with --lab-token (LOCUST_LAB_TOKEN; compose gives its own workers .env's LAB_TOKEN):
+at connect each worker sends the master lab_hello, an HMAC of its id under the token
+(lab.live.controller.worker_proof); the master counts only the workers whose proof is right (its
+WorkerGate), and tells the others lab_refused, on which a worker of this file stops.
 """
 import functools
 import logging
@@ -27,10 +31,12 @@ from _tcp import FibUser, fib_request, parse_tcp_url
 
 from clients import common
 from lab.experiments import live as live_forms
-from lab.live import forms, routes
-from lab.live.controller import LiveController, connected_workers
+from lab.live import forms, login, routes
+from lab.live.controller import PROVE_S, LiveController, connected_workers, token_missing, worker_proof
 
 ONCE_MESSAGE = "lab_once"
+HELLO_MESSAGE = "lab_hello"  # worker -> master, at connect: {proof}
+REFUSED_MESSAGE = "lab_refused"  # master -> a refused worker: {why}
 IDLE_S = 3600.0
 ONCE_TIMEOUT_S = 600.0
 CHECK_TIMEOUT_S = 3.0
@@ -46,6 +52,11 @@ def add_options(parser):
                              "compose service name; HOST: through the ports the lab publishes on HOST")
     parser.add_argument("--lab-port-prefix", default="2500", env_var="LAB_PORT_PREFIX", include_in_web_ui=False,
                         help="the lab's LAB_PORT_PREFIX, for --lab-servers (default: %(default)s)")
+    # Not LAB_TOKEN: on the master it would be a parsed option, which Locust sends to every worker.
+    parser.add_argument("--lab-token", default="", env_var="LOCUST_LAB_TOKEN", include_in_web_ui=False,
+                        help="workshop experiments: the lab's LAB_TOKEN (its .env), which a worker proves to the "
+                             "master at connect; a lab whose LAB_TOKEN is set counts only workers that have it")
+    login.web_login_by_default(parser)  # --web-login where the lab listens beyond loopback
 
 
 # This process's own --lab-servers and --lab-port-prefix, kept at init: the master's options, which
@@ -142,11 +153,25 @@ CONTROLLER = LiveController(ROLE_CLASSES, spawn=gevent.spawn, address=server_add
 def install(environment, **_):
     options = environment.parsed_options
     REACH.update(servers=getattr(options, "lab_servers", ""), port_prefix=getattr(options, "lab_port_prefix", ""))
+    token = getattr(options, "lab_token", "")
+    if options is not None:
+        options.lab_token = ""  # a master's custom options go to every worker with each spawn message
     runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        say_hello(runner, token)
     if runner is None or isinstance(runner, WorkerRunner):
         return
-    CONTROLLER.attach(environment, functools.partial(connected_workers, runner)
-                      if isinstance(runner, MasterRunner) else None)
+    if problem := token_missing():
+        logger.error("lab: %s", problem)
+        sys.exit(1)
+    if isinstance(runner, MasterRunner):
+        CONTROLLER.attach(environment, functools.partial(connected_workers, runner), functools.partial(
+            tell_refused, runner))
+        runner.register_message(HELLO_MESSAGE, CONTROLLER.on_hello)
+        environment.events.worker_connect.add_listener(on_worker_connect)
+        _latency.worker_filters.append(CONTROLLER.counts)
+    else:
+        CONTROLLER.attach(environment)
     runner.register_message(ONCE_MESSAGE, CONTROLLER.on_once_message)
     environment.events.test_stop.add_listener(CONTROLLER.on_test_stop)
     _latency.results_writers.append(CONTROLLER.save)
@@ -155,3 +180,24 @@ def install(environment, **_):
     gevent.spawn(CONTROLLER.measure_load_side)
     if sys.version_info < (3, 11):
         logger.warning("the Lab view needs Python 3.11 or later")
+
+
+def say_hello(runner, token):
+    """A worker's side: lab_hello with its proof of the token (None without one), once connected (init
+    comes after the master's ack); on lab_refused, one line and a quit with exit code 1."""
+    def refused(environment, msg, **_):
+        logger.error("lab: the master refused this worker: %s", (msg.data or {}).get("why", "no reason given"))
+        environment.process_exit_code = 1  # Locust's documented exit code of the process
+        runner.quit()
+
+    runner.register_message(REFUSED_MESSAGE, refused, concurrent=True)  # quit() kills the message loop
+    runner.send_message(HELLO_MESSAGE, {"proof": worker_proof(token, runner.client_id) if token else None})
+
+
+def on_worker_connect(client_id, **_):
+    CONTROLLER.on_worker_connect(client_id)
+    gevent.spawn_later(PROVE_S + 0.5, CONTROLLER.check_workers)  # refused on time, whether or not anyone looks
+
+
+def tell_refused(runner, worker_id, why):
+    runner.send_message(REFUSED_MESSAGE, {"why": why}, client_id=worker_id)

@@ -6,11 +6,18 @@ Import all three fixtures into a test module (pytest finds fixtures in its names
 then gets its own lab, module-scoped):
 
     from compose_lab import lab_env, built, lab  # noqa: F401
+
+The lab as a room reaches it, LAB_BIND=0.0.0.0 with a LAB_PASSWORD and a LAB_TOKEN made for it, on ports of
+its own (never the defaults): room_env (not up) and room_lab (up), a RoomLab whose ui() goes through a
+logged-in session (RoomLab.session()):
+
+    from compose_lab import room_env, room_lab  # noqa: F401
 """
 import contextlib
 import json
 import os
 import random
+import secrets
 import socket
 import subprocess
 import sys
@@ -27,6 +34,7 @@ from clients.common import free_port
 from compose_text import services as compose_services
 from conftest import REPO, clean_env, run
 from lab.cpu.pin import PROBE
+from lab.live import login
 from lab.runner import compose as lab_compose
 from lab.runner.run import dotenv_settings
 from server import layouts
@@ -52,10 +60,10 @@ print(sum(1 for ppid, command in procs.values() if ppid in procs and procs[ppid]
 """
 
 
-def port_free(port):
+def port_free(port, host="127.0.0.1"):
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
             return True
         except OSError:
             return False
@@ -66,12 +74,13 @@ def server_services():
     return lab_compose.server_services()
 
 
-def choose_port_prefix():
-    """'2500' (ports 25001-2500N) when free, else another prefix whose N ports are free."""
+def choose_port_prefix(first="2500", host="127.0.0.1"):
+    """`first` ('2500': ports 25001-2500N) when free on `host`, else another prefix whose N ports are free;
+    first=None: never the default's."""
     rng = random.Random()
     count = len(server_services())
-    for prefix in ["2500"] + [str(p) for p in rng.sample(range(2510, 6500), 60)]:
-        if all(port_free(int(f"{prefix}{i}")) for i in range(1, count + 1)):
+    for prefix in ([first] if first else []) + [str(p) for p in rng.sample(range(2510, 6500), 60)]:
+        if all(port_free(int(f"{prefix}{i}"), host) for i in range(1, count + 1)):
             return prefix
     pytest.fail(f"no free block of {count} host ports found for the lab", pytrace=False)
 
@@ -80,6 +89,18 @@ def choose_port(preferred):
     if port_free(preferred):
         return preferred
     return free_port()
+
+
+def free_ports(count, host):
+    """`count` distinct ports, the kernel's picks, that are free on `host` too; at most 20 picks each."""
+    found = set()
+    for _ in range(20 * count):
+        port = free_port()
+        if port_free(port, host):
+            found.add(port)
+        if len(found) == count:
+            return sorted(found)
+    pytest.fail(f"no {count} free ports on {host} in {20 * count} picks", pytrace=False)
 
 
 class Lab:
@@ -187,6 +208,42 @@ class Lab:
             run(["docker", "network", "rm", *nets], 60)
 
 
+class RoomLab(Lab):
+    """A lab that listens beyond loopback (LAB_BIND=0.0.0.0): its web UI asks for LAB_PASSWORD, so ui() (and
+    outside_worker()) go through a session logged in with it."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.password, self.token = self.env["LAB_PASSWORD"], self.env["LAB_TOKEN"]
+        self.logged_in = None
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.ui_port}{path}"
+
+    def session(self, password=None):
+        """A requests session logged in with the lab's password (or `password`): the login page's form, sent
+        as a browser sends it; the test fails if the master does not let it in."""
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False  # never through a proxy of the environment
+        reply = session.post(self.url(login.SUBMIT_PATH), data={"password": password or self.password},
+                             allow_redirects=False, timeout=10)
+        assert reply.status_code == 302 and not reply.headers["Location"].endswith("/login"), (
+            f"the lab's login refused the password: {reply.status_code} {reply.headers.get('Location')}")
+        return session
+
+    def ui(self, path, data=None, timeout=10):
+        if self.logged_in is None:
+            self.logged_in = self.session()
+        if data is None:
+            reply = self.logged_in.get(self.url(path), timeout=timeout)
+        else:
+            reply = self.logged_in.post(self.url(path), data=data, timeout=timeout)
+        reply.raise_for_status()
+        return reply.json()
+
+
 class CpuWait:
     """How long the threads of some processes waited for a CPU while they could run, and how much of the
     machine the hypervisor took (steal), sampled every SAMPLE_S in a thread of this process.
@@ -247,17 +304,21 @@ def steal_s():
     return procfs.machine_times()["steal"] / os.sysconf("SC_CLK_TCK")
 
 
+def new_lab(kind, docker_engine, lab_image, prefix, ui_port, master_port, **settings):
+    """A `kind` (Lab, RoomLab) of a unique project on these ports, with the base image chosen for this
+    machine and `settings` (LAB_BIND, ...) over a clean environment."""
+    env = clean_env()
+    env.update(BASE_IMAGE=lab_image.base, LAB_PORT_PREFIX=prefix, LAB_UI_PORT=str(ui_port),
+               LAB_MASTER_PORT=str(master_port), **settings)
+    project = f"labtest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return kind(project, env, prefix, ui_port, lab_image.base, lab_image.base_reason, docker_engine)
+
+
 @pytest.fixture(scope="module")
 def lab_env(docker_engine, lab_image):
     """A unique project on free ports, with the base image chosen for this machine."""
-    ncpu = docker_engine
-    base, reason = lab_image.base, lab_image.base_reason
-    prefix, ui_port, master_port = choose_port_prefix(), choose_port(8089), choose_port(5557)
-    env = clean_env()
-    env.update(BASE_IMAGE=base, LAB_PORT_PREFIX=prefix, LAB_UI_PORT=str(ui_port), LAB_MASTER_PORT=str(master_port),
-               LAB_BIND="127.0.0.1")
-    project = f"labtest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    lab = Lab(project, env, prefix, ui_port, base, reason, ncpu)
+    lab = new_lab(Lab, docker_engine, lab_image, choose_port_prefix(), choose_port(8089), choose_port(5557),
+                  LAB_BIND="127.0.0.1")
     yield lab
     lab.teardown()
 
@@ -273,3 +334,22 @@ def built(lab_env, lab_image):
 def lab(built):
     built.up()
     return built
+
+
+@pytest.fixture(scope="module")
+def room_env(docker_engine, lab_image):
+    """A RoomLab (not up): LAB_BIND=0.0.0.0, a LAB_PASSWORD and a LAB_TOKEN of its own, on ports free on every
+    address and never the defaults (2500N, 8089, 5557), so that it clashes with no other lab."""
+    wildcard = "0.0.0.0"
+    ui_port, master_port = free_ports(2, wildcard)
+    lab = new_lab(RoomLab, docker_engine, lab_image, choose_port_prefix(None, wildcard), ui_port, master_port,
+                  LAB_BIND=wildcard, LAB_PASSWORD=secrets.token_urlsafe(12), LAB_TOKEN=secrets.token_urlsafe(18))
+    yield lab
+    lab.teardown()
+
+
+@pytest.fixture(scope="module")
+def room_lab(room_env, lab_image):
+    """The RoomLab up to healthy (the image built once per session by conftest's lab_image)."""
+    room_env.up()
+    return room_env

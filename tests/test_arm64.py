@@ -125,7 +125,7 @@ def test_an_arm64_locust_worker_joins_an_amd64_master(arm64_image, network, tmp_
     master = f"{network.name}-master"
     run(["docker", "run", "-d", "--name", master, "--network", network.name, "--network-alias", "master",
          "--platform", "linux/amd64", LAB_IMAGE, "locust", "-f", locustfile, "--master", "--web-port", "8089",
-         "--host", "tcp://server:25000"], 120, check=True)
+         "--host", "tcp://server-threaded:25000"], 120, check=True)  # the lab's servers only (lab.targets)
     try:
         joined_in = wait_for_a_ready_worker(master)
         workers = ui(master, "/stats/requests")["workers"]

@@ -15,6 +15,7 @@ compose networks and the link between it and the host (scripts/current-engine --
 """
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 
 from conftest import IN_CI, REPO, clean_env, run
 from lab.experiments import idle_connections
+from lab.live import login
 from test_runner import lab_run, only_run
 
 pytestmark = pytest.mark.docker
@@ -68,15 +70,21 @@ class Engine:
         out = run([str(ENGINE), "versions", self.name], 60, check=True).stdout
         return dict(line.split(" ", 1) for line in out.splitlines())
 
-    def http(self, url, data=None, timeout=15):
+    def http(self, url, data=None, timeout=15, password=None):
         """GET (or POST form data to) a URL from inside the engine's namespace, as the engine's host
-        would: 127.0.0.1 there is where its published ports listen."""
-        code = ("import json, sys, urllib.parse, urllib.request\n"
-                "url, data = sys.argv[1], json.loads(sys.argv[2])\n"
+        would: 127.0.0.1 there is where its published ports listen. With `password`, first logged in to
+        the web UI (a lab that listens beyond loopback asks for LAB_PASSWORD: lab.live.login)."""
+        code = ("import http.cookiejar, json, sys, urllib.parse, urllib.request\n"
+                "url, data, password = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]\n"
+                "opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))\n"
+                "if password:\n"
+                "    origin = '/'.join(url.split('/')[:3])\n"
+                f"    opener.open(origin + {login.SUBMIT_PATH!r}, urllib.parse.urlencode({{'password': password}}).encode(), "
+                f"timeout={timeout})\n"
                 "body = urllib.parse.urlencode(data).encode() if data is not None else None\n"
-                f"print(urllib.request.urlopen(url, data=body, timeout={timeout}).read().decode())\n")
+                f"print(opener.open(url, data=body, timeout={timeout}).read().decode())\n")
         proc = run(["nsenter", f"--net=/run/netns/lab-{self.name}", sys.executable, "-c", code, url,
-                    json.dumps(data)], timeout + 10, check=True)
+                    json.dumps(data), password or ""], timeout + 10, check=True)
         return json.loads(proc.stdout)
 
     def copy_image(self, image, source_env=None):
@@ -191,19 +199,20 @@ def test_the_registry_path_builds_with_pip_and_every_service_is_healthy(engine, 
                                f"containers start with open files {given[0]}:{given[1]}, and a server raised its soft limit to {limits[0]}")
 
 
-def run_named(engine, ui, claim_id):
+def run_named(engine, ui, claim_id, password=None):
     """Start a claim's named experiment through Locust's /swarm, as the Lab view's Start does; wait until
     it stopped by itself; return the Lab view's data."""
     from test_workshop import shape
 
-    assert engine.http(f"{ui}/swarm", {"shape_class": shape(claim_id), "user_count": 1, "spawn_rate": 1})["success"]
+    assert engine.http(f"{ui}/swarm", {"shape_class": shape(claim_id), "user_count": 1, "spawn_rate": 1},
+                       password=password)["success"]
     deadline = time.monotonic() + 180
-    data = engine.http(f"{ui}/lab/data")
+    data = engine.http(f"{ui}/lab/data", password=password)
     while time.monotonic() < deadline and (not data["run"] or data["state"] == "running"):
         time.sleep(1)
-        data = engine.http(f"{ui}/lab/data")
+        data = engine.http(f"{ui}/lab/data", password=password)
     time.sleep(3)  # the workers' last reports come after the stop
-    return engine.http(f"{ui}/lab/data")
+    return engine.http(f"{ui}/lab/data", password=password)
 
 
 def test_a_named_experiment_through_swarm_gives_its_verdict(engine, registry_lab, record_property):
@@ -278,19 +287,21 @@ def test_a_worker_on_the_machines_engine_joins_this_engines_master(engine, regis
     engine through its published port (LAB_BIND: the engine's address), reaches the servers through
     theirs, and its requests are the run's: the lab's own worker is scaled to none."""
     checkout = registry_lab[0]
-    env = {"LAB_BIND": engine.address}
+    # beyond loopback the room's settings are needed: the web UI's password and the workers' token
+    password, token = secrets.token_urlsafe(12), secrets.token_urlsafe(16)
+    env = {"LAB_BIND": engine.address, "LAB_PASSWORD": password, "LAB_TOKEN": token}
     engine.compose(checkout, "up", "-d", "--wait", "--scale", "locust-worker=0", timeout=300, env=env)
     ui = f"http://{engine.address}:8089"
     name = f"lab-remote-worker-{os.getpid()}"
-    run(["docker", "run", "-d", "--rm", "--name", name, lab_image.name, "locust", "-f", "/app/locustfiles",
-         "--worker", "--master-host", engine.address, "--master-port", "5557", "--lab-servers", engine.address],
-        120, check=True)
+    run(["docker", "run", "-d", "--rm", "--name", name, "-e", f"LOCUST_LAB_TOKEN={token}", lab_image.name, "locust",
+         "-f", "/app/locustfiles", "--worker", "--master-host", engine.address, "--master-port", "5557",
+         "--lab-servers", engine.address], 120, check=True)
     try:
         deadline = time.monotonic() + 90
-        while engine.http(f"{ui}/stats/requests")["worker_count"] != 1:
+        while engine.http(f"{ui}/stats/requests", password=password)["worker_count"] != 1:
             assert time.monotonic() < deadline, run(["docker", "logs", name], 30).stderr[-3000:]
             time.sleep(1)
-        data = run_named(engine, ui, "C2")
+        data = run_named(engine, ui, "C2", password=password)
         per_worker = data["requests_per_worker"]
         assert not data["errors"] and data["verdict"]["state"] == "final", (data["errors"], data["verdict"])
         assert len(per_worker) == 1 and sum(per_worker.values()) > 0, per_worker

@@ -10,11 +10,18 @@ percentiles in µs from the HDR histograms merged across workers, the servers' C
 machine's wake-up cost (lab.cpu.wake_up), and the last five minutes of who held the GIL
 (clients.gil_sampler). Each run's files go to LAB_LIVE_DIR/<time>-<claim>/.
 
+Only the lab's workers count (WorkerGate): with LAB_TOKEN set, a worker proves it has the token at connect,
+and the reports of one that does not (its requests, its one-shot messages) enter nothing the verdict
+reads; the GIL sampler's posts carry the token too (token_ok). With LAB_TOKEN empty, as shipped on
+127.0.0.1, every worker counts.
+
 Nothing here imports Locust, so that the controller's logic runs without it (tests/test_live_controller.py):
 locustfiles/workshop.py makes the controller with its user classes and what it needs of Locust's side,
 and hands it Locust's environment at init.
 """
 import collections
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -25,6 +32,7 @@ from pathlib import Path
 from lab import experiments
 from lab.cpu import wake_up
 from lab.live import forms
+from lab.live.login import loopback
 from lab.records.store import write_atomic
 from server import build
 
@@ -38,6 +46,9 @@ FILES = ((RECORD, "the run: experiment, stages, per-second series, percentiles, 
          ("locust_hdr.json", "HDR latency summary in µs, with the encoded histograms"),
          ("locust_hdr.hgrm", "HDR percentile distribution (ms), as wrk2 prints it"))
 
+PROVE_S = 5.0  # a worker proves the token within this long of its connect (it takes milliseconds)
+REFUSED_KEPT = 20  # the Lab view lists the last 20 refused workers
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,8 +59,95 @@ def python_build():
 
 
 def connected_workers(runner):
-    """The ids of a Locust master's workers that are not missing."""
-    return {worker.id for worker in runner.clients.all if worker not in runner.clients.missing}
+    """{id: users it runs} of a Locust master's workers that are not missing."""
+    return {worker.id: worker.user_count for worker in runner.clients.all if worker not in runner.clients.missing}
+
+
+def lab_token(environ=os.environ):
+    """The lab's LAB_TOKEN (.env, which compose passes to the master, its workers and the GIL sampler); ''
+    when none is set."""
+    return environ.get("LAB_TOKEN", "").strip()
+
+
+def token_missing(environ=os.environ):
+    """Why the master must not start, in one line, or None.
+
+    LAB_BIND beyond loopback publishes port 5557 to the room with LAB_TOKEN empty: any worker that reaches
+    it would count. The master stops with this line rather than make up a token and print it in its log:
+    the compose workers and the GIL sampler must have the same token, and compose gives all three only
+    what .env says, so .env is the one place it can come from."""
+    bind = environ.get("LAB_BIND", "")
+    if lab_token(environ) or loopback(bind):
+        return None
+    return (f"LAB_BIND={bind} opens the lab beyond this machine, but LAB_TOKEN is empty: set LAB_TOKEN in .env "
+            f"(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(18))') and run docker compose up -d")
+
+
+def token_ok(value, environ=os.environ):
+    """Whether a request's X-Lab-Token header (`value`, None if absent) is the lab's LAB_TOKEN, compared in
+    constant time; True when LAB_TOKEN is empty (no token required: the lab listens on loopback only)."""
+    token = lab_token(environ)
+    return not token or hmac.compare_digest((value or "").encode(), token.encode())
+
+
+def worker_proof(token, worker_id):
+    """What a worker sends at connect: an HMAC-SHA256 of its Locust id under the token, never the token.
+
+    Port 5557 is plain ZMQ, readable by anyone on the path. A proof of the token rather than the token
+    itself keeps it from those who only read the traffic (who could otherwise join as the lab's own
+    workers and post to /lab/gil), and a proof read there is good only for the id it names. A fresh
+    nonce from the master would add nothing: whoever reads a proof on the wire can also send reports
+    under that worker's id, since the master takes the sender's id from the message. Against that, only
+    a network the room trusts helps (or workers on the lab's machine alone: LAB_BIND=127.0.0.1)."""
+    return hmac.new(token.encode(), f"lab worker {worker_id}".encode(), hashlib.sha256).hexdigest()
+
+
+class WorkerGate:
+    """Which of a master's workers count.
+
+    With a token, a worker counts once its proof (worker_proof, Locust's custom message lab_hello, sent at
+    its connect) is right. One whose proof is wrong is refused at once; one with none (a worker without
+    --lab-token, or not the lab's locustfiles at all) once PROVE_S have passed since the master first saw
+    it. Until then it is pending, and counts no more than a refused one. A refusal is final for that id.
+    Without a token every worker counts, as before LAB_TOKEN existed."""
+
+    def __init__(self, token):
+        self.token = token
+        self.accepted = set()
+        self.pending = {}  # {id: epoch first seen}
+        self.refused = {}  # {id: (epoch, why)}, the last REFUSED_KEPT
+
+    def counts(self, worker_id):
+        return not self.token or worker_id in self.accepted
+
+    def seen(self, worker_id, now):
+        if self.token and worker_id not in self.accepted and worker_id not in self.refused:
+            self.pending.setdefault(worker_id, now)
+
+    def proved(self, worker_id, proof, now):
+        """A worker's lab_hello: why it is refused, in a few words, or None."""
+        if not self.token or worker_id in self.accepted or worker_id in self.refused:
+            return None
+        self.pending.pop(worker_id, None)
+        if isinstance(proof, str) and hmac.compare_digest(proof.encode(), worker_proof(self.token, worker_id).encode()):
+            self.accepted.add(worker_id)
+            return None
+        return self.refuse(worker_id, now, "its lab token is not this lab's" if proof else
+                           "it has no lab token (--lab-token or LOCUST_LAB_TOKEN)")
+
+    def overdue(self, now):
+        """The pending workers whose PROVE_S have passed, refused now: [(id, why)]."""
+        late = [worker_id for worker_id, since in self.pending.items() if now - since >= PROVE_S]
+        for worker_id in late:
+            del self.pending[worker_id]
+        return [(worker_id, self.refuse(worker_id, now, f"it proved no lab token within {PROVE_S:g} s of its "
+                                                        f"connect")) for worker_id in late]
+
+    def refuse(self, worker_id, now, why):
+        self.refused[worker_id] = (now, why)
+        while len(self.refused) > REFUSED_KEPT:
+            del self.refused[next(iter(self.refused))]
+        return why
 
 
 class LiveController:
@@ -63,6 +161,10 @@ class LiveController:
                   per-second counts, and whose summary() gives their percentiles; None: no results yet
     environ       the master's environment: the lab's CPU settings and LAB_LIVE_DIR
     clock         the time, in epoch seconds
+
+    On a master, attach() also gets workers() and refuse(); the master's workers pass its WorkerGate (one
+    refused or not yet accepted is left out of "no worker is connected" and "dropped out", and
+    locustfiles/_latency asks counts() before it merges a report).
     """
 
     def __init__(self, user_classes, *, spawn, address, check, latency=None, environ=os.environ, clock=time.time):
@@ -70,7 +172,9 @@ class LiveController:
         self.spawn, self.address, self.check, self.latency = spawn, address, check, latency
         self.environ, self.clock = environ, clock
         self.environment = None  # Locust's, once attached
-        self.workers = None  # on a master: workers() -> the ids of the workers connected now
+        self.workers = None  # on a master: workers() -> {id: users it runs} of the workers connected now
+        self.refuse_worker = None  # on a master: refuse_worker(id, why) asks a refused worker to stop
+        self.gate = WorkerGate(lab_token(environ))
         self.run = None  # the LiveRun of the experiment running or last run
         self.state = "idle"  # idle, running, final, partial
         self.why_partial = ""
@@ -82,9 +186,10 @@ class LiveController:
         self.wake_up = None  # both ping-pong floors (lab.cpu.wake_up), made once by the master
         self.gil = collections.deque(maxlen=GIL_SECONDS)  # compose's profile gil: clients.gil_sampler's seconds
 
-    def attach(self, environment, workers=None):
-        """Locust's environment (its runner's state, its statistics), and on a master, workers()."""
-        self.environment, self.workers = environment, workers
+    def attach(self, environment, workers=None, refuse=None):
+        """Locust's environment (its runner's state, its statistics), and on a master, workers() and
+        refuse(id, why)."""
+        self.environment, self.workers, self.refuse_worker = environment, workers, refuse
 
     @property
     def results(self):
@@ -149,9 +254,12 @@ class LiveController:
         self.state, self.why_partial, self.saved_to = "running", "", None
         self.notes = [(now, f"started {experiment.title}")]
         if self.workers is not None:
-            self.workers_at_start = self.workers()
+            self.workers_at_start = self.counted_workers()
             if not self.workers_at_start:
                 self.note("no worker is connected: nobody sends the experiment's requests")
+            for worker_id in sorted(set(self.workers()) & self.gate.refused.keys()):
+                self.note(f"worker {worker_id} is refused ({self.gate.refused[worker_id][1]}): its requests are "
+                          f"not counted")
         self.spawn(self.check_servers, experiment)
 
     def check_servers(self, experiment):
@@ -166,8 +274,8 @@ class LiveController:
             self.why_partial = self.why_partial or why
 
     def on_once_message(self, environment, msg, **_):
-        """Locust's message from a one-shot user: its request started, or ended."""
-        if self.run is not None:
+        """Locust's message from a one-shot user: its request started, or ended (a refused worker's: dropped)."""
+        if self.run is not None and self.counts(getattr(msg, "node_id", None)):
             data = dict(msg.data)
             self.run.once.setdefault(data.pop("role"), {}).setdefault(data.pop("user"), {}).update(data)
 
@@ -191,13 +299,60 @@ class LiveController:
             self.note(f"Start pressed while {self.run.experiment.title} was running: ignored")
 
     def watch_workers(self):
+        self.check_workers()
         if self.state != "running" or self.workers is None:
             return
         present = self.workers()
-        for gone in sorted(self.workers_at_start - present):
+        counted = {worker_id for worker_id in present if self.counts(worker_id)}
+        for gone in sorted(self.workers_at_start - counted):
             self.note(f"worker {gone} dropped out {self.clock() - self.run.started_at:.0f} s into the run")
             self.mark_partial(f"worker {gone} dropped out")
-        self.workers_at_start &= present
+        self.workers_at_start &= counted
+        # Locust gives a refused worker that stays (one that ignores lab_refused) its share of the users
+        # like any other: their requests are not counted, so the run is short of them.
+        for worker_id in sorted(set(present) & self.gate.refused.keys()):
+            if present[worker_id]:
+                self.mark_partial(f"refused worker {worker_id} was given {present[worker_id]} of the users")
+
+    # --- which workers count ---
+
+    def counts(self, worker_id):
+        """Whether a worker's reports count (locustfiles/_latency asks it of every report); a local run's
+        own messages always do."""
+        return self.workers is None or self.gate.counts(worker_id)
+
+    def counted_workers(self):
+        return {worker_id for worker_id in self.workers() if self.counts(worker_id)}
+
+    def on_worker_connect(self, client_id, **_):
+        """Locust's worker_connect (again after every run: a worker says it is ready)."""
+        self.gate.seen(client_id, self.clock())
+
+    def on_hello(self, environment, msg, **_):
+        """A worker's lab_hello: {proof} (worker_proof, or None without a token)."""
+        proof = msg.data.get("proof") if isinstance(msg.data, dict) else None
+        why = self.gate.proved(msg.node_id, proof, self.clock())
+        if why:
+            self.note_refused(msg.node_id, why)
+
+    def check_workers(self):
+        """Refuse the workers that have not proved the token in time (every tick, every /lab/data, and
+        PROVE_S after each connect). A worker connected before install() registered the listeners is
+        seen here first."""
+        if self.workers is None or not self.gate.token:
+            return
+        now = self.clock()
+        for worker_id in self.workers():
+            self.gate.seen(worker_id, now)
+        for worker_id, why in self.gate.overdue(now):
+            self.note_refused(worker_id, why)
+
+    def note_refused(self, worker_id, why):
+        """Noted once in what happened, and asked to stop: the lab's worker without the token stops;
+        any other ignores it, and its reports are dropped all the same."""
+        self.note(f"worker {worker_id} refused: {why}; its requests are not counted")
+        if self.refuse_worker is not None:
+            self.refuse_worker(worker_id, why)
 
     # --- what the Lab view shows ---
 
@@ -235,13 +390,20 @@ class LiveController:
             "servers": self.servers(settings),
             "cpus": settings["cpus"],  # this Docker's CPUs, which the lab's containers may use
             "layout": forms.cpu_layout(self.environ, settings),  # each role's CPUs, and whether they were chosen or set
-            "workers": getattr(self.environment.runner, "worker_count", None),
+            "workers": len(self.counted_workers()) if self.workers is not None else None,
+            "refused_workers": self.refused_workers(),
             "requests_per_worker": dict(results.requests_per_worker) if results else {},
             "files": [{"name": name, "about": about} for name, about in FILES] if self.saved_to else [],
             "saved_to": str(self.saved_to) if self.saved_to else None,
             "gil": list(self.gil),
             "wake_up": wake_up.shown(self.wake_up),
         }
+
+    def refused_workers(self):
+        """[{id, why, at, connected}] of the workers refused, the last REFUSED_KEPT."""
+        present = set(self.workers()) if self.workers is not None else set()
+        return [{"id": worker_id, "why": why, "at": at, "connected": worker_id in present}
+                for worker_id, (at, why) in self.gate.refused.items()]
 
     def take_gil_second(self, body):
         """One second of clients.gil_sampler's live mode (SecondPoster); why not, in one line, if it is not one."""

@@ -2,14 +2,19 @@
 (/lab/data, refreshed every second), the last run's files (/lab/files/NAME, also in the Download Data
 tab), the GIL's seconds that clients.gil_sampler posts (/lab/gil), and a "Lab" tab with the running
 experiment, its verdict and its percentiles. A live controller (lab.live.controller) answers them all.
+With Locust's --web-login (lab.live.login: the lab listens beyond loopback), each asks for a session as
+Locust's own routes do; /lab/gil takes a session or the sampler's LAB_TOKEN (lab.live.controller.token_ok).
 """
 import json
 from pathlib import Path
 
 from flask import Blueprint, jsonify, request, send_file
+from flask_login import current_user
 from locust.runners import STATE_STOPPED
 
-from lab.live.controller import FILES
+from clients.gil_sampler import TOKEN_HEADER
+from lab.live import login
+from lab.live.controller import FILES, token_ok
 
 WEB = Path(__file__).parent / "web"
 
@@ -36,17 +41,25 @@ def extended_rows(data):
 def install(environment, controller):
     """The Lab view's routes, hooks and tab in the web UI of Locust's `environment`, answered by `controller`."""
     web_ui = environment.web_ui
+    login.install(web_ui)
     view = Blueprint("lab", __name__, static_folder=str(WEB), static_url_path="/lab/static")
 
+    def logged_in():
+        """Whether the request has a session (never without --web-login)."""
+        return web_ui.web_login and current_user.is_authenticated
+
     @view.route("/lab")
+    @web_ui.auth_required_if_enabled
     def lab_page():
         return send_file(WEB / "lab.html")
 
     @view.route("/lab/data")
+    @web_ui.auth_required_if_enabled
     def lab_data():
         return jsonify(controller.data())
 
     @view.route("/lab/files/<name>")
+    @web_ui.auth_required_if_enabled
     def lab_file(name):
         path = controller.file(name)
         if path is None:
@@ -55,6 +68,8 @@ def install(environment, controller):
 
     @view.route("/lab/gil", methods=["POST"])
     def lab_gil():
+        if not (logged_in() or token_ok(request.headers.get(TOKEN_HEADER))):
+            return jsonify({"error": f"neither a session nor this lab's LAB_TOKEN in {TOKEN_HEADER}"}), 401
         why_not = controller.take_gil_second(request.get_json(silent=True))
         return (jsonify({"error": why_not}), 400) if why_not else jsonify({"ok": True})
 
@@ -62,12 +77,12 @@ def install(environment, controller):
 
     @web_ui.app.before_request
     def note_second_start():
-        if request.path.endswith("/swarm") and request.method == "POST":
+        if request.path.endswith("/swarm") and request.method == "POST" and (not web_ui.web_login or logged_in()):
             controller.on_swarm_request(locust_stopped=environment.runner.state == STATE_STOPPED)
 
     @web_ui.app.after_request
     def add_lab_tab(response):
-        if request.path.endswith("/stats/requests") and response.is_json:
+        if request.path.endswith("/stats/requests") and response.status_code == 200 and response.is_json:
             body = response.get_json()
             body["extended_stats"] = [{"key": "lab", "data": extended_rows(controller.data())}]
             response.set_data(json.dumps(body))
