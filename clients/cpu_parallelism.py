@@ -28,7 +28,10 @@ output:
   with --json, a last line with one JSON object:
     tool, python, n, cpus (the CPUs this process may use), one_s, two_s (mean seconds per fib(n)),
     ratio (two_s / one_s), one_cpu_share, two_cpu_share (the CPU time the processes got over what the
-    CPUs could give them in that phase: about 1, lower when another job took some), started_at, ended_at
+    CPUs could give them in that phase: about 1, lower when another job took some), one_cpu_per_call_s,
+    two_cpu_per_call_s (CPU seconds per fib(n): the same in both phases on the same CPU; higher in one
+    when its CPU seconds did less work, as when another job shares the core or the host takes the
+    CPU while the time is charged), started_at, ended_at
 """
 
 
@@ -57,13 +60,15 @@ def in_processes(processes, n, duration, cpus):
     """(The mean seconds per fib(n) call of `processes` processes started together, over all their calls
     (as perf1's mean is over all requests: a process that gets more CPU makes more of them); their CPU
     share: the CPU seconds they got over what min(processes, cpus) CPUs give from the start to the last
-    one's end. A share well below 1 means another job took CPU, or a process started late.)"""
+    one's end. A share well below 1 means another job took CPU, or a process started late; their CPU
+    seconds per call.)"""
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         start_at = time.perf_counter() + 0.1  # all of them forked and waiting before anyone computes
         runs = pool.starmap(fib_for, [(n, duration, start_at)] * processes)
     window = max(ended for *_, ended in runs) - start_at
-    cpu_share = sum(cpu for _, _, cpu, _ in runs) / (window * min(processes, cpus))
-    return sum(seconds for seconds, *_ in runs) / sum(calls for _, calls, *_ in runs), cpu_share
+    cpu = sum(cpu for _, _, cpu, _ in runs)
+    calls = sum(calls for _, calls, *_ in runs)
+    return sum(seconds for seconds, *_ in runs) / calls, cpu / (window * min(processes, cpus)), cpu / calls
 
 
 def main(argv=None) -> int:
@@ -71,14 +76,15 @@ def main(argv=None) -> int:
     common.require_linux(common.FORK)  # its processes are forked
     started_at = common.epoch_now()
     cpus = sorted(usable_cpus())
-    one, one_cpu_share = in_processes(1, args.n, args.duration, len(cpus))
-    two, two_cpu_share = in_processes(2, args.n, args.duration, len(cpus))
+    one, one_cpu_share, one_cpu_per_call = in_processes(1, args.n, args.duration, len(cpus))
+    two, two_cpu_share, two_cpu_per_call = in_processes(2, args.n, args.duration, len(cpus))
     ratio = two / one
     common.print_line(f"one process: {one * 1000:.1f} ms per fib({args.n}); two at once: {two * 1000:.1f} ms "
                       f"(x{ratio:.2f})")
     if args.json:
         common.print_experiment_json("cpu_parallelism", started_at, n=args.n, cpus=cpus, one_s=one, two_s=two,
-                                     ratio=ratio, one_cpu_share=one_cpu_share, two_cpu_share=two_cpu_share)
+                                     ratio=ratio, one_cpu_share=one_cpu_share, two_cpu_share=two_cpu_share,
+                                     one_cpu_per_call_s=one_cpu_per_call, two_cpu_per_call_s=two_cpu_per_call)
     return common.EXIT_OK
 
 

@@ -7,6 +7,7 @@ margin, never as an absolute time.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pkgutil
 import signal
@@ -572,8 +573,9 @@ def test_loopback_floor_bounds_its_duration(duration):
                                                              "--duration")
 
 
-PARALLELISM_ATTEMPTS = 5
+PARALLELISM_ATTEMPTS = 8
 FULL_CPU_SHARE = 0.9  # its phases then differ by at most 10% in the CPU they got: the ratio stays within x1.8-x2.2
+SAME_CPU_SPEED = 1.1  # ... and its CPU seconds do the same work per call in both phases, within 10%
 
 
 def cpu_parallelism(*cpus):
@@ -588,13 +590,23 @@ def cpu_parallelism(*cpus):
 def test_cpu_parallelism_sees_two_processes_share_one_cpu():
     # Two processes on one CPU each get half of it: about x2, never near x1. Another job that takes part
     # of CPU 0 in one phase and not the other moves the ratio (a CI run saw x1.57): the record's CPU
-    # shares show it, and such a measurement is made again.
+    # shares show it. One that slows CPU 0 while its time is still charged to the test's processes (the
+    # other vCPU of a busy machine, a host taking the vCPU: a CI run saw x3.05 with full shares) shows as
+    # more CPU seconds per call in one phase. Either measurement is made again.
+    # Here even a quiet machine gave x0.78 to x1.23 per call between 0.3 s phases, and x1.55 with x0.78.
+    # After PARALLELISM_ATTEMPTS starved ones, the least starved is judged.
+    records = []
     for _ in range(PARALLELISM_ATTEMPTS):
         record = cpu_parallelism(0)
-        if min(record["one_cpu_share"], record["two_cpu_share"]) >= FULL_CPU_SHARE:
+        speed = record["two_cpu_per_call_s"] / record["one_cpu_per_call_s"]
+        starved = max(FULL_CPU_SHARE - min(record["one_cpu_share"], record["two_cpu_share"]), 0,
+                      abs(math.log(speed)) - math.log(SAME_CPU_SPEED))
+        records.append((starved, record))
+        if not starved:
             break
-        print(f"cpu_parallelism starved (CPU shares {record['one_cpu_share']:.2f}, {record['two_cpu_share']:.2f}): "
-              f"measured again")
+        print(f"cpu_parallelism starved (CPU shares {record['one_cpu_share']:.2f}, {record['two_cpu_share']:.2f}; "
+              f"CPU seconds per call x{speed:.2f} in the second phase): measured again")
+    record = min(records, key=lambda pair: pair[0])[1]
     assert record["cpus"] == [0] and record["one_s"] > 0
     assert 1.6 < record["ratio"] < 2.6, record
     assert abs(record["ratio"] - record["two_s"] / record["one_s"]) < 1e-9
