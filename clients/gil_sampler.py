@@ -45,6 +45,7 @@ FRAME_LINE = re.compile(r"^\s+(?P<function>\S+) \(")
 FIND_SERVER_S = 5
 DUMP_TIMEOUT_S = 2
 READY = "gil_sampler: sampling"  # on stderr once the first dump worked: the clients may start
+NO_THREAD = ("0", "0x0")  # py-spy's id of a thread state without an OS thread
 HELD = "active+gil"  # py-spy's state of the thread that holds the GIL
 HEARTBEAT = "/tmp/gil-sampler-posted"
 TOKEN_HEADER = "X-Lab-Token"  # what lab.live.controller.token_ok reads
@@ -63,7 +64,8 @@ def server_pid():
 
 
 def parse_dump(text):
-    """[(tid, name, state, fib depth)] from `py-spy dump` output."""
+    """[(tid, name, state, fib depth)] from `py-spy dump` output. A thread py-spy names 0 is left out: its
+    thread state has no OS thread yet, or no more (a thread starting or ending), and is none of the server's."""
     threads = []
     for line in text.splitlines():
         match = THREAD_LINE.match(line)
@@ -71,7 +73,7 @@ def parse_dump(text):
             threads.append([match["tid"], match["name"] or "", match["state"], 0])
         elif threads and (frame := FRAME_LINE.match(line)) and frame["function"].rpartition(".")[2] == "fib":
             threads[-1][3] += 1
-    return threads
+    return [thread for thread in threads if thread[0] not in NO_THREAD]
 
 
 def dump(py_spy, pid):

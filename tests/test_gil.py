@@ -25,6 +25,17 @@ def test_a_py_spy_dump_names_the_gil_holder_and_the_long_requests_depth():
     assert depths["MainThread"] == depths["Thread-15 (handle)"] == 0
 
 
+@pytest.mark.fast
+def test_a_thread_py_spy_names_0_is_left_out_with_its_frames():
+    """A thread starting or ending has a thread state and no OS thread: py-spy names it 0 (a CI run's
+    gil_share found such a '0' among perf1's two client threads). The same dump with one added."""
+    text = DUMP.read_text()
+    first = text.index("Thread ")
+    starting = 'Thread 0 (idle): "Thread-17 (handle)"\n    fib (server/handlers.py:10)\n'
+    threads = parse_dump(text[:first] + starting + text[first:])
+    assert threads == parse_dump(text)
+
+
 @pytest.mark.docker
 def test_the_sampler_says_in_one_line_why_it_cannot_sample(lab_image):
     """No server in its PID namespace: exit 1 and one line; a bad rate: argparse's usage, exit 2."""
