@@ -22,11 +22,11 @@ import json
 import logging
 import sys
 
-from flask import Response, current_app, request
-from flask_login import current_user
+from flask import Response, request
 from locust import events
 
 from lab import targets
+from lab.live import login
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def refuse_other_hosts():
     settings (POST /user, which sets any attribute, its host too)."""
     if request.method != "POST" or not request.path.endswith(("/swarm", "/user")):
         return None
-    if getattr(current_app, "login_manager", None) and not current_user.is_authenticated:
+    if login.asks() and not login.has_session():
         return None  # the route's own login check answers 401
     if request.path.endswith("/swarm"):
         host = request.form.get("host", "")

@@ -20,8 +20,8 @@ import os
 import secrets
 import time
 
-from flask import jsonify, redirect, request, session, url_for
-from flask_login import login_user
+from flask import current_app, jsonify, redirect, request, session, url_for
+from flask_login import current_user, login_user
 
 LOOPBACK_NAMES = ("localhost",)
 WRONG_PASSWORD_DELAY_S = 1.0  # each wrong password waits this long: guessing one over the room's network is slow
@@ -52,6 +52,16 @@ def web_login_by_default(parser):
     """Locust's --web-login on by default where needed(): an init_command_line_parser listener's part
     (LOCUST_WEB_LOGIN or the flag itself still win, as for any Locust option)."""
     parser.set_defaults(web_login=needed())
+
+
+def asks():
+    """Whether this request's app asks for a session: Locust's --web-login gives it a login manager."""
+    return getattr(current_app, "login_manager", None) is not None
+
+
+def has_session():
+    """Whether this request comes with a session (never without --web-login)."""
+    return asks() and current_user.is_authenticated
 
 
 def safe_next(path):

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 from flask import Blueprint, jsonify, request, send_file
-from flask_login import current_user
 from locust.runners import STATE_STOPPED
 
 from clients.gil_sampler import TOKEN_HEADER
@@ -44,10 +43,6 @@ def install(environment, controller):
     login.install(web_ui)
     view = Blueprint("lab", __name__, static_folder=str(WEB), static_url_path="/lab/static")
 
-    def logged_in():
-        """Whether the request has a session (never without --web-login)."""
-        return web_ui.web_login and current_user.is_authenticated
-
     @view.route("/lab")
     @web_ui.auth_required_if_enabled
     def lab_page():
@@ -68,7 +63,7 @@ def install(environment, controller):
 
     @view.route("/lab/gil", methods=["POST"])
     def lab_gil():
-        if not (logged_in() or token_ok(request.headers.get(TOKEN_HEADER))):
+        if not (login.has_session() or token_ok(request.headers.get(TOKEN_HEADER))):
             return jsonify({"error": f"neither a session nor this lab's LAB_TOKEN in {TOKEN_HEADER}"}), 401
         why_not = controller.take_gil_second(request.get_json(silent=True))
         return (jsonify({"error": why_not}), 400) if why_not else jsonify({"ok": True})
@@ -77,7 +72,7 @@ def install(environment, controller):
 
     @web_ui.app.before_request
     def note_second_start():
-        if request.path.endswith("/swarm") and request.method == "POST" and (not web_ui.web_login or logged_in()):
+        if request.path.endswith("/swarm") and request.method == "POST" and (not login.asks() or login.has_session()):
             controller.on_swarm_request(locust_stopped=environment.runner.state == STATE_STOPPED)
 
     @web_ui.app.after_request
