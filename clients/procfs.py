@@ -1,6 +1,6 @@
-"""procfs: what the tools read of Linux's /proc: a process's command line and parent, every process
-visible here, a process tree, the `python -m server` process, the machine's CPU time, and a file of
-`Key: value` lines (status, smaps_rollup)."""
+"""procfs: what the tools read of Linux's /proc: a process's command line and parent, whether it ended, every
+process visible here, a process tree, the `python -m server` process, a process's and the machine's CPU time,
+and a file of `Key: value` lines (status, smaps_rollup)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,28 @@ def command(pid: int) -> list[str]:
         return f.read().decode(errors="replace").split("\0")[:-1]
 
 
-def parent(pid: int) -> int:
+def stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the name (state, parent, ...): the name in parentheses may hold spaces."""
     with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rpartition(")")[2].split()[1])  # the name in parentheses may hold spaces
+        return f.read().rpartition(")")[2].split()
+
+
+def parent(pid: int) -> int:
+    return int(stat_fields(pid)[1])
+
+
+def ended(pid: int) -> bool:
+    """Whether process pid has ended: gone, or a zombie that its parent has not waited for yet."""
+    try:
+        return stat_fields(pid)[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time of process pid so far, its threads' (the ended ones' too) and its children's that it has
+    waited for: utime + stime + cutime + cstime of /proc/PID/stat."""
+    return sum(map(int, stat_fields(pid)[11:15])) / os.sysconf("SC_CLK_TCK")
 
 
 def processes() -> dict[int, int]:

@@ -1,5 +1,6 @@
-"""The GIL made visible: clients.gil_sampler (py-spy in a side container) and the gil_share experiment, on real
-containers; its parser on a real py-spy dump taken during a convoy (tests/data/py-spy/)."""
+"""The GIL made visible: clients.gil_sampler (clients.gil_state and py-spy in a side container) and the gil_share
+experiment, on real containers; its parser on a real py-spy dump taken during a convoy (tests/data/py-spy/).
+The sampler itself on this machine, no Docker: tests/test_gil_sampler.py."""
 import json
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import pytest
 
 from clients.gil_sampler import parse_dump
 from conftest import REPO
+from lab.experiments import gil_share
+from lab.records.record import RunView, load_run
 from test_runner import lab_run, only_run
 
 DUMP = REPO / "tests" / "data" / "py-spy" / "dump-threaded-convoy.txt"
@@ -48,35 +51,64 @@ def test_the_sampler_says_in_one_line_why_it_cannot_sample(lab_image):
     assert alone.stderr.strip().splitlines() == [
         "gil_sampler: no `python -m server` process in the server's container (is the PID namespace shared?)"]
     bad = sampler("--rate", "0")
-    assert bad.returncode == 2 and "--rate must be in (0, 200]" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "--rate must be in (0, 1000]" in bad.stderr and "Traceback" not in bad.stderr
+
+
+STARVED_FREE = 0.3  # a threaded cell whose GIL is free in more samples: its next holder was not running
+STARVED_SAMPLES = 0.6  # a sampler that took fewer of the samples its rate asks for was not running
+ATTEMPTS = 3
+
+
+def starvation(record):
+    """(how starved the run's gil_share cells were: the largest share of samples in which a threaded cell's
+    GIL was free while two threads wanted it, or the sampler missing samples; which cell, in words)."""
+    worst = (0.0, "")
+    for label, cell in record["cells"].items():
+        m = cell.get("measurements") or {}
+        if m.get("gil_samples_expected"):
+            missed = 1 - m["gil_samples"] / m["gil_samples_expected"]
+            worst = max(worst, (missed * STARVED_FREE / (1 - STARVED_SAMPLES), f"{label}: {m['gil_samples']} of "
+                                f"{m['gil_samples_expected']} samples"))
+        free = m.get("gil_free_during_long") if "long_n" in cell["params"] else (
+            m.get("gil_free") if cell["strategy"] == "threaded" and cell["params"].get("clients") == 2 else None)
+        if free is not None:
+            worst = max(worst, (free, f"{label}: the GIL free in {free:.0%} of the samples"))
+    return worst
 
 
 @pytest.mark.docker
-def test_the_gil_share_cells_show_who_holds_the_gil(lab_image, tmp_path):
-    """A quick run of gil_share: in the convoy the long request's thread holds the GIL in most samples
-    while it runs and perf2's thread in few; two perf1 clients' threads each hold it part of the time.
-    (Bounds that hold on a busy machine: there the hand-overs take longer, and the GIL is free in more
-    samples; on two free CPUs the long request's thread holds it in about 95% of them: docs/results.md.)"""
-    proc = lab_run("--quick", "--image", lab_image.name, "--experiments", "gil_share", results=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir, record = only_run(tmp_path)
-    convoy, perf1 = (record["cells"][f"gil_share/{variant}"] for variant in ("convoy", "perf1"))
-    assert convoy["status"] == perf1["status"] == "ok", (convoy.get("error"), perf1.get("error"))
-    m = convoy["measurements"]
-    roles = {row["role"]: row for row in m["gil_threads"]}
-    assert {"accept loop", "long request", "client"} <= set(roles), m["gil_threads"]
-    assert m["gil_samples_during_long"] >= 5, m
-    long_held, perf2_held = roles["long request"]["held_during_long"], roles["client"]["held_during_long"]
-    assert long_held == m["long_thread_held"] >= 0.5 and perf2_held <= 0.25, m
-    clients = [row for row in perf1["measurements"]["gil_threads"] if row["role"] == "client"]
-    assert len(clients) == 2 and all(row["held"] >= 0.1 for row in clients), clients
-    assert sum(row["held"] for row in clients) >= 0.6, clients
+def test_the_gil_samples_agree_with_physics_on_real_servers(lab_image, tmp_path):
+    """A quick run of gil_share judged by its expectations (lab/experiments/gil_share.py, PHYSICS), all from
+    one run: one perf1 client waits for the GIL about 0%, two about 50% each; in the convoy perf2's thread
+    waits for most of the long request, the GIL changes hands about twice per perf2 request and follows
+    1/switch interval; a process pool's connection threads wait in I/O. A run whose CPUs were taken by
+    something else (its GIL free, its next holder not running, or its sampler missing samples) is run again,
+    up to ATTEMPTS times, and the least starved judged, by the same rules. Then its report and plot."""
+    runs = []
+    for attempt in range(1, ATTEMPTS + 1):
+        results = tmp_path / f"attempt-{attempt}"
+        proc = lab_run("--quick", "--image", lab_image.name, "--experiments", "gil_share", results=results)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        run_dir, record = only_run(results)
+        rows = gil_share.physics(RunView(load_run(run_dir)))
+        runs.append((starvation(record), attempt, rows, run_dir, record))
+        if all(row["verdict"] == gil_share.HOLDS for row in rows) or runs[-1][0][0] <= STARVED_FREE:
+            break
+    (starved, why), attempt, rows, run_dir, record = min(runs, key=lambda run: run[0][0])
+    judged = "\n".join(f"{row['verdict']}: {row['text']} {row['measured']} ({row['rule']})" for row in rows)
+    print(f"attempt {attempt} of {len(runs)} judged (most starved cell: {why or 'none'})\n{judged}")
+    assert all(row["verdict"] == gil_share.HOLDS for row in rows), judged
+
+    convoy = record["cells"]["gil_share/convoy"]["measurements"]
+    assert convoy["long_thread_held"] >= 0.5 and convoy["sampler_errors"] == 0, convoy
     raw = json.loads((run_dir / "raw" / "gil_share" / "convoy" / "gil.json").read_text())
-    assert raw["py_spy"] == "0.4.3" and raw["errors"] == 0 and len(raw["samples"]) >= m["gil_samples"]
+    assert raw["py_spy"] == "0.4.3" and raw["py_spy_error"] is None and len(raw["samples"]) >= convoy["gil_samples"]
+    assert raw["mechanism"].startswith("clients.gil_state") and raw["gil"] and raw["rate_hz"] == gil_share.RATE_HZ
 
     report = subprocess.run([sys.executable, "-m", "lab", "report", str(run_dir)], capture_output=True, text=True,
                             timeout=300, cwd=REPO)
     assert report.returncode == 0, report.stderr
     page = (run_dir / "report.md").read_text()
-    assert "## Who holds the GIL" in page and "(long request)" in page
+    assert "## Who holds the GIL, and who waits for it" in page and "(long request)" in page
+    assert "hand-offs per second" in page and page.count(f"| {gil_share.HOLDS} |") == len(gil_share.PHYSICS)
     assert (run_dir / "plots" / "gil_share.png").stat().st_size > 10_000

@@ -8,6 +8,7 @@ tests/test_build_python.py). 3.13g is its twin: the same source and flags, with 
 Debian's binary package on the sid base.
 """
 import json
+import re
 import subprocess
 import sys
 import time
@@ -179,3 +180,82 @@ def test_free_threaded_perf1_does_not_double_where_the_gil_build_does(python_ima
     text = (run_dir / "report.md").read_text()
     assert "Across Pythons and builds" in text and "free-threaded, GIL disabled" in text
     assert (run_dir / "plots" / f"{FREE_THREADED}_perf1.png").stat().st_size > 1000
+
+
+# Two threads that want the GIL all the time, for at most 60 s (the test removes the container sooner).
+SPINNING_THREADS = """
+import threading, time
+def spin(end=time.monotonic() + 60):
+    while time.monotonic() < end:
+        sum(i * i for i in range(1000))
+for _ in range(2):
+    threading.Thread(target=spin).start()
+"""
+# Two subinterpreters of 3.14's InterpreterPoolExecutor (each with a GIL of its own), each summing in C for
+# seconds at a time, for at most 60 s.
+SPINNING_INTERPRETERS = """
+import functools, time
+from concurrent.futures import InterpreterPoolExecutor
+work = functools.partial(sum, range(10**8))
+with InterpreterPoolExecutor(2) as pool:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        for future in [pool.submit(work) for _ in range(2)]:
+            future.result()
+"""
+
+
+def gil_state_beside(python, script):
+    """clients.gil_state, in a container of python's image beside one running script (PID 1 of its PID
+    namespace, shared), with CAP_SYS_PTRACE alone: its output."""
+    name = f"lab-gil-state-{python.replace('.', '-')}-{time.monotonic_ns()}"
+    run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none", image(python), "python", "-c", script],
+        120, check=True)
+    try:
+        time.sleep(1)  # the threads started
+        return run(["docker", "run", "--rm", "--network", "none", "--cap-drop", "ALL", "--cap-add", "SYS_PTRACE",
+                    "--pid", f"container:{name}", image(python), "python", "-m", "clients.gil_state", "1",
+                    "--windows", "2", "--window", "1"], 120)
+    finally:
+        run(["docker", "rm", "-f", name], 60)
+
+
+def thread_lines(output):
+    """{tid: {state: share}} of the last window's thread lines: '  123 python  held 0.50  wait 0.48  other 0.02'."""
+    last = output.rsplit("window ", 1)[-1]
+    return {int(m[1]): {state: float(share) for state, share in re.findall(r"(held|wait|other|on-CPU) (\S+)", m[2])}
+            for m in re.finditer(r"^\s+(\d+) (.*)$", last, re.M)}
+
+
+@pytest.mark.parametrize("python", [GIL_BUILD, NEWEST, PACKAGED])
+def test_the_gil_reader_sees_two_threads_take_turns_on_each_gil_build(python_images, python):
+    """clients.gil_state reads each GIL build's interpreter from a side container: two threads that both want
+    the GIL each hold it part of the time and wait for it the rest, and it changes hands."""
+    proc = gil_state_beside(python, SPINNING_THREADS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"Python {python}." in proc.stdout.splitlines()[0], proc.stdout
+    handoffs = [int(n) for n in re.findall(r"(\d+) hand-offs/s", proc.stdout)]
+    spinning = [t for t in thread_lines(proc.stdout).values() if t["held"] + t["wait"] >= 0.8]
+    assert len(spinning) == 2 and all(t["held"] >= 0.2 and t["wait"] >= 0.2 for t in spinning), proc.stdout
+    assert handoffs and min(handoffs) > 10, proc.stdout
+
+
+def test_the_gil_reader_shows_each_threads_cpu_on_the_free_threaded_build(python_images):
+    """3.13t with the GIL disabled: no GIL to wait for, one line says so, and each spinning thread's share
+    of a CPU shows them run in parallel (the container has both CPUs)."""
+    proc = gil_state_beside(FREE_THREADED, SPINNING_THREADS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no GIL: each thread's share on a CPU" in proc.stdout, proc.stdout
+    on_cpu = sorted(t["on-CPU"] for t in thread_lines(proc.stdout).values())
+    assert len(on_cpu) >= 2 and sum(on_cpu[-2:]) >= 1.3, proc.stdout
+
+
+def test_the_gil_reader_shows_each_subinterpreters_own_gil(python_images):
+    """3.14's InterpreterPoolExecutor: two subinterpreters, each with a GIL of its own, each held by its
+    worker thread most of the time, at once; the main interpreter's GIL is free."""
+    proc = gil_state_beside(NEWEST, SPINNING_INTERPRETERS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    last = proc.stdout.rsplit("window ", 1)[-1]
+    own = re.findall(r"interpreter (\d+)'s own GIL: held by (\d+) ([\d.]+)", last)
+    assert len(own) == 2 and len({tid for _, tid, _ in own}) == 2, proc.stdout
+    assert all(float(share) >= 0.5 for _, _, share in own), proc.stdout

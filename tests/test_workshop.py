@@ -394,9 +394,11 @@ def test_a_server_that_is_down_is_named_and_the_run_is_partial(lab, chromium_dri
 
 
 def test_the_gil_profile_shows_the_long_requests_thread_holding_the_gil(lab, chromium_driver):
-    """compose's profile gil: clients.gil_sampler reads server-threaded with py-spy and posts each second to the
-    Lab view, which draws each thread's share of the GIL. During C6 the thread that runs fib(n) holds it
-    in (nearly) every sample of a second; perf2's thread, which needs it for every request, in few."""
+    """compose's profile gil: clients.gil_sampler reads server-threaded's GIL (py-spy its names and fib) and posts
+    each second to the Lab view, which draws each thread's share of the GIL, held and waited for. During C6 the
+    thread that runs fib(n) holds it in (nearly) every sample of a second; perf2's thread, which needs it for
+    every request, waits for it, and the GIL changes hands. Then C4: one perf1 client holds it and waits for
+    nothing; with two, each waits while the other holds it."""
     lab.compose("--profile", "gil", "up", "-d", "--no-build", "--wait", "--wait-timeout", "150", "gil-sampler",
                 timeout=180)
     try:
@@ -409,10 +411,30 @@ def test_the_gil_profile_shows_the_long_requests_thread_holding_the_gil(lab, chr
         assert len(ran_fib) == 1, seconds[-20:]
         held = [t["held"] for s in seconds for t in s["threads"] if t["tid"] in ran_fib]
         assert max(held) >= 0.8, seconds[-20:]
+        waited = [t["wait"] for s in seconds if any(t["tid"] in ran_fib and t["held"] >= 0.8 for t in s["threads"])
+                  for t in s["threads"] if t["tid"] not in ran_fib]
+        assert max(waited) >= 0.5 and max(s["handoffs"] for s in seconds) > 0, seconds[-20:]
         assert chromium_driver.find_elements("css selector", "#gil-chart path")
         labels = chromium_driver.execute_script(
             "return [...document.querySelectorAll('#gil-chart text')].map(t => t.textContent)")
         assert any("ran fib: the long request" in label for label in labels) and "no thread" in labels, labels
+        assert any(label.endswith(" waits") and "ran fib" not in label for label in labels), labels
+        handoffs = chromium_driver.find_element("id", "gil-handoffs").text  # "GIL hand-offs: 0/s ..., up to 385/s ..."
+        assert int(re.search(r"up to ([\d,]+)/s", handoffs)[1].replace(",", "")) > 0, handoffs
+        show_gil = "document.getElementById('gil').scrollIntoView({block: 'center'})"  # between the latencies
+        chromium_driver.execute_script(show_gil)
         screenshot(chromium_driver, "lab-view-gil")
+
+        # C4: one perf1 client, then two: their threads take turns, each waiting while the other holds it
+        c4_started = time.time()
+        run_experiment(chromium_driver, lab, "C4")
+        seconds = [s for s in lab.ui("/lab/data")["gil"] if s["second"] >= c4_started]
+        taking_turns = [s for s in seconds if sum(t["wait"] >= 0.2 and t["held"] >= 0.2 for t in s["threads"]) == 2]
+        assert taking_turns and all(s["handoffs"] > 10 for s in taking_turns), seconds
+        alone = [s for s in seconds if sum(t["held"] >= 0.5 for t in s["threads"]) == 1
+                 and all(t["wait"] <= 0.1 for t in s["threads"])]
+        assert alone, seconds  # the first stage: one client, nothing to wait for
+        chromium_driver.execute_script(show_gil)
+        screenshot(chromium_driver, "lab-view-gil-c4")
     finally:
         lab.compose("--profile", "gil", "rm", "--stop", "--force", "gil-sampler", timeout=60)

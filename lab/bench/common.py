@@ -1,6 +1,8 @@
 """What the benchmarks (scripts/bench-*) share: a server on its own CPU, the load on the others, named as
 lab.cpu.layout names the runner's perf2 layout."""
+import argparse
 import os
+import platform
 import select
 import signal
 import subprocess
@@ -9,6 +11,7 @@ import sys
 from clients.common import pinned_to
 from lab import REPO
 from lab.cpu import layout
+from lab.runner.environment import cpu_model
 from server.cpusets import CAN_PIN, NO_PINNING, usable_cpus
 from server.strategies import threaded
 
@@ -26,6 +29,20 @@ def cpu_plan(load="the load", one_client_cpu=False):
         return {cpus[0]}, {cpus[0]}, layout.text(cpus[0], {cpus[0]}, f"{load} too")
     server, others = {cpus[0]}, set(cpus[1:2] if one_client_cpu else cpus[1:])
     return server, others, layout.text(cpus[0], others, load)
+
+
+def machine():
+    """'AMD EPYC, 2 CPUs, Linux 6.18.44, Python 3.11.7': the machine a benchmark ran on, as a run's report
+    names it, and the Python that ran it."""
+    return (f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, `PROG: error: why (--help explains)`, and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (--help explains)\n")
 
 
 class BenchError(Exception):

@@ -33,6 +33,8 @@ reads of it, found here and never by the experiment's name:
                        measures (lab.cpu.wake_up.here), for the live forms that read the load side
   one_thread_s(view)   the mean latency of one request computed on one thread of the view's Python, or
                        None: the table across Pythons compares builds by it (one experiment measures it)
+  RATE_HZ, DUMP_RATE_HZ  the GIL sampler's samples and py-spy dumps a second in its cells (one experiment
+                       samples the GIL): scripts/bench-gil-sampler measures what the sampler costs at them
 
 Experiments run, and their sections read, in the order of the claims they back or support.
 """

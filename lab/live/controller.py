@@ -7,7 +7,7 @@ stopped after the last one. The controller keeps what the Lab view shows (lab.li
 the run and what happened in it (a server that does not answer, a worker that dropped out, Start
 pressed twice), the verdict of the claim's own rule on what the run has seen so far, latency
 percentiles in µs from the HDR histograms merged across workers, the servers' CPUs and Python, the
-machine's wake-up cost (lab.cpu.wake_up), and the last five minutes of who held the GIL
+machine's wake-up cost (lab.cpu.wake_up), and the last five minutes of who held the GIL and who waited
 (clients.gil_sampler). Each run's files go to LAB_LIVE_DIR/<time>-<claim>/.
 
 Only the lab's workers count (WorkerGate): with LAB_TOKEN set, a worker proves it has the token at connect,
@@ -38,7 +38,7 @@ from server import build
 
 SPAWN_RATE = 100
 FLOOR_S = 1.5
-GIL_SECONDS = 300  # the Lab view keeps the last five minutes of who held the GIL
+GIL_SECONDS = 300  # the Lab view keeps the last five minutes of who held the GIL and who waited
 RECORD, TIMELINE = "live.json", "timeline.csv"
 # The files of a run, as the Lab view offers them: (file name, what it is).
 FILES = ((RECORD, "the run: experiment, stages, per-second series, percentiles, verdict"),
@@ -408,8 +408,9 @@ class LiveController:
     def take_gil_second(self, body):
         """One second of clients.gil_sampler's live mode (SecondPoster); why not, in one line, if it is not one."""
         if not isinstance(body, dict) or not isinstance(body.get("second"), int) or not isinstance(
-                body.get("threads"), list):
-            return "not a second of clients.gil_sampler: {second, target, samples, free, threads}"
+                body.get("threads"), list) or not isinstance(body.get("windows", []), list) or not isinstance(
+                body.get("handoffs"), (int, float, type(None))):
+            return "not a second of clients.gil_sampler: {second, target, samples, free, handoffs, threads, windows}"
         self.gil.append(body)
         return None
 

@@ -30,7 +30,7 @@ def describe(lab, settings, unbuilt=None):
         "image": {"name": lab.image, "id": image.id},
         "cpusets": {"server": settings["server_cpus"], "pool": settings["pool_cpus"],
                     "load": settings["load_cpus"]},
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "host_cpus": info.get("NCPU"),
         "kernel": platform.release(),
@@ -67,7 +67,8 @@ def image_python(client, image):
     return json.loads(output)
 
 
-def _cpu_model():
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), else what platform says."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -14,21 +14,23 @@ STOP_TIMEOUT_S = 10
 class Sampling:
     """The sampler beside a running lab.runner.containers.Server, in the run's side container:
 
-        with Sampling(server, rate_hz, max_s) as sampled:
+        with Sampling(server, rate_hz, max_s, dump_rate_hz) as sampled:
             ...  # the clients
         sampled.record  # clients.gil_sampler's record, or None, and then sampled.error says why in one line
 
-    It shares only the server's PID namespace, and has CAP_SYS_PTRACE (py-spy reads another process's
-    memory) on top of the lab's hardening; it runs on the load CPUs, never on the server's own."""
+    It shares only the server's PID namespace, and has CAP_SYS_PTRACE (clients.gil_state and py-spy read
+    another process's memory) on top of the lab's hardening; it runs on the load CPUs, never on the server's
+    own. rate_hz: GIL samples a second; dump_rate_hz: py-spy's dumps a second (the sampler's default if None)."""
 
-    def __init__(self, server, rate_hz, max_s):
-        self.server, self.rate_hz, self.max_s = server, rate_hz, max_s
+    def __init__(self, server, rate_hz, max_s, dump_rate_hz=None):
+        self.server, self.rate_hz, self.max_s, self.dump_rate_hz = server, rate_hz, max_s, dump_rate_hz
         self.container = self.record = self.error = None
 
     def __enter__(self):
         lab = self.server.lab
         self.container = lab.start_container(
-            "gil", ["python", "-m", "clients.gil_sampler", "--rate", str(self.rate_hz), "--max-s", str(self.max_s)],
+            "gil", ["python", "-m", "clients.gil_sampler", "--rate", str(self.rate_hz), "--max-s", str(self.max_s),
+                    *(["--dump-rate", str(self.dump_rate_hz)] if self.dump_rate_hz is not None else [])],
             lab.load_cpus, pid_mode=f"container:{self.server.container.id}", cap_add=["SYS_PTRACE"])
         deadline = time.monotonic() + START_TIMEOUT_S
         while READY not in self._stderr():
