@@ -79,9 +79,21 @@ class Lab:
         """Start `command`, detached, in the run's container named for `role`: on the run's network, on
         `cpus`, hardened as compose's are, from the lab image (with python: that Python's server image);
         `options` go to the docker SDK's containers.run. Returns the container."""
-        return self.docker.containers.run(
+        return self._run_container(
             python_image(python) if python else self.image, command, name=f"{self.name}-{role}", detach=True,
             network=self.name, cpuset_cpus=cpus, labels={LABEL: self.run_id}, **self.hardening, **options)
+
+    def _run_container(self, *args, **kwargs):
+        """docker's containers.run(*args, **kwargs), made and started in a thread: a Ctrl-C in the middle would
+        leave a container nobody holds (the daemon finishes a create whose request was sent, after the run's
+        cleanup has looked for it), so on one the container is waited for and removed before it goes on."""
+        starting = Background(self.docker.containers.run, *args, **kwargs)
+        try:
+            return starting.join()
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the runner takes it
+            with contextlib.suppress(Exception):  # not made: nothing to remove
+                starting.join(READY_TIMEOUT_S).remove(force=True)
+            raise
 
     def server(self, strategy, *args, cpus=None, python=None):
         return Server(self, strategy, args, cpus or self.server_cpus, python)
@@ -117,18 +129,9 @@ class Lab:
     def run_on_cpus(self, cpus, argv, timeout):
         """Run argv in a container of the lab image of its own on `cpus` (a cpuset), with no network but its
         loopback, before the run's network exists or during the run; return (exit code, stdout, stderr)."""
-        # Created and started in a thread: a Ctrl-C in the middle would leave a container nobody holds (the
-        # daemon finishes a create whose request was sent, after the run's cleanup has looked for it).
-        starting = Background(self.docker.containers.run, self.image,
-                              ["timeout", "-s", "KILL", str(int(timeout) + 1), *map(str, argv)], detach=True,
-                              network_disabled=True, cpuset_cpus=cpus,
-                              labels={LABEL: self.run_id} if self.run_id else None, **self.hardening)
-        try:
-            container = starting.join()
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the runner takes it
-            with contextlib.suppress(Exception):  # not made: nothing to remove
-                starting.join(READY_TIMEOUT_S).remove(force=True)
-            raise
+        container = self._run_container(self.image, ["timeout", "-s", "KILL", str(int(timeout) + 1), *map(str, argv)],
+                                        detach=True, network_disabled=True, cpuset_cpus=cpus,
+                                        labels={LABEL: self.run_id} if self.run_id else None, **self.hardening)
         return self._outcome(container, timeout)
 
     @staticmethod
