@@ -37,7 +37,8 @@ It stops on SIGTERM or SIGINT (docker stop/kill), or after --max-s, and prints o
   null), threads {tid: name}, samples [[epoch s, switch_number, [[tid, state, fib depth], ...]], ...]
   (state: held, wait or other; without a GIL, switch_number is null and in state's place are the thread's
   on-CPU seconds so far; fib depth: as the last py-spy dump saw the thread, 0 before one), errors
-  (samples that failed), first_error, interpreters ({id: {samples, holders {tid: share}, handoffs_per_s}} of
+  (samples that failed), first_error, server_cpu ({seconds, on_cpu_s, waiting_s}: the server's threads' CPU
+  time over the record, and their time runnable but waiting for a CPU; null in live mode), interpreters ({id: {samples, holders {tid: share}, handoffs_per_s}} of
   the subinterpreters with a GIL of their own: 3.14's InterpreterPoolExecutor; their holders are held in
   samples too), dump_errors (py-spy's dumps that failed: --nonblocking reads a
   stack as it changes, and 1 in 30 or so fails beside fib), first_dump_error, cpu_s (the sampler's own
@@ -235,6 +236,7 @@ def sample(rate_hz, dump_rate_hz, max_s, stop, pid=None, on_sample=None):
                            "shared?)")
     reader, stacks = start_reading(pid, rate_hz, dump_rate_hz)
     python, gil = version_of(reader), reader.has_gil()
+    cpu_at_first, wall_at_first, server_cpu = reader.schedstats(), time.time(), None
     names, samples, errors, first_error, own_gils = {}, [], 0, None, []
     start, k = time.monotonic(), 0
     try:
@@ -268,6 +270,8 @@ def sample(rate_hz, dump_rate_hz, max_s, stop, pid=None, on_sample=None):
                                     [[tid, state, depth] for tid, _, state, depth in threads]])
             k += 1
             time.sleep(max(0.0, start + (k + random.random()) / rate_hz - time.monotonic()))
+        if reader.mem is not None and not on_sample:
+            server_cpu = cpu_since(reader, cpu_at_first, wall_at_first)
     finally:
         reader.close()
         stacks.stop()
@@ -278,9 +282,23 @@ def sample(rate_hz, dump_rate_hz, max_s, stop, pid=None, on_sample=None):
             "gil": gil, "rate_hz": rate_hz, "dump_rate_hz": dump_rate_hz, "py_spy": stacks.version,
             "py_spy_error": stacks.error, "threads": names, "samples": samples, "errors": errors,
             "first_error": first_error, "interpreters": interpreters_of(own_gils), "dump_errors": stacks.errors,
-            "first_dump_error": stacks.first_error,
+            "first_dump_error": stacks.first_error, "server_cpu": server_cpu,
             "cpu_s": round(time.process_time() - cpu_at_start + py_spy_cpu_s, 3),
             "py_spy_cpu_s": round(py_spy_cpu_s, 3)}
+
+
+def cpu_since(reader, before, wall_before):
+    """{seconds, on_cpu_s, waiting_s} of the server's threads since before (GilReader.schedstats()) at
+    wall_before: their CPU time, and their time runnable but waiting for a CPU (a thread woken to take the
+    GIL that waits for a CPU is 'other' in the samples, not 'wait': this says how much of that there was);
+    None if the server could not be read. A thread that ended meanwhile is not in them."""
+    try:
+        after = reader.schedstats()
+    except ReaderError:
+        return None
+    spent = [sum(now[i] - before.get(tid, (0.0, 0.0))[i] for tid, now in after.items()) for i in (0, 1)]
+    return {"seconds": round(time.time() - wall_before, 3), "on_cpu_s": round(spent[0], 4),
+            "waiting_s": round(spent[1], 4)}
 
 
 class SecondPoster:

@@ -258,9 +258,14 @@ class GilReader:
             except OSError:  # it ended since the listing
                 continue
 
+    def schedstats(self) -> dict[int, tuple[float, float]]:
+        """{tid: (seconds on a CPU, seconds runnable but waiting for one) so far}: /proc/PID/task/TID/schedstat."""
+        return {tid: tuple(int(ns) / 1e9 for ns in text.split()[:2])
+                for tid, text in self.each(self.stats, "schedstat") if text}
+
     def cpu_seconds(self) -> dict[int, float]:
-        """{tid: seconds on a CPU so far}: the first field of /proc/PID/task/TID/schedstat (ns)."""
-        return {tid: int(text.split()[0]) / 1e9 for tid, text in self.each(self.stats, "schedstat") if text}
+        """{tid: seconds on a CPU so far}."""
+        return {tid: on_cpu for tid, (on_cpu, _) in self.schedstats().items()}
 
     def other_gils(self) -> list[tuple[int | None, int]]:
         """[(interpreter id, its GIL's address)] of the subinterpreters with a GIL of their own (3.12 on, an

@@ -120,7 +120,10 @@ def shares(record, window, long_window=None):
              "gil_threads": rows, "sampler_errors": record["errors"], "sampler_cpu_s": record["cpu_s"],
              "mechanism": record["mechanism"], "py_spy": record["py_spy"], "py_spy_error": record["py_spy_error"],
              "rate_hz": record["rate_hz"], "python": record.get("python"),
-             "interpreters": record.get("interpreters") or {}}
+             "interpreters": record.get("interpreters") or {},
+             # its threads' time runnable but off a CPU, per second: a thread woken for the GIL that waits for a
+             # CPU is 'other', not 'wait' (None in a record from before it was kept)
+             "server_waited_for_cpu": waited_for_cpu(record.get("server_cpu"))}
     if not gil:
         return {**found, "gil_seen": False, "no_gil": f"Python {record.get('python')} runs without a GIL "
                                                       "(free-threaded): each thread's share of a CPU instead"}
@@ -129,6 +132,12 @@ def shares(record, window, long_window=None):
             "gil_handoffs_per_s_during_long": handoffs_per_s(during) if long_window else None,
             "gil_seen": any(state == HELD for _, _, threads in record["samples"] for _, state, _ in threads),
             "long_thread_held": next((r["held_during_long"] for r in rows if r["role"] == "long request"), None)}
+
+
+def waited_for_cpu(server_cpu):
+    if not server_cpu or not server_cpu["seconds"]:
+        return None
+    return server_cpu["waiting_s"] / server_cpu["seconds"]
 
 
 def role(tid, name, pid, long_tid, named=True):
