@@ -64,7 +64,8 @@ ATTEMPTS = 3
 def starvation(record):
     """(how starved the run's gil_share cells were: the largest share of samples in which a threaded cell's
     GIL was free while two threads wanted it, or the sampler missing samples, or the server's threads waiting
-    for a CPU, each scaled to STARVED_FREE at its own line; which cell, in words)."""
+    for a CPU, each scaled to STARVED_FREE at its own line, or one of two clients' threads wanting the GIL in under half
+    of the samples (each keeps a request in hand, unless it gets no CPU); which cell, in words)."""
     worst = (0.0, "")
     for label, cell in record["cells"].items():
         m = cell.get("measurements") or {}
@@ -77,6 +78,12 @@ def starvation(record):
             missed = 1 - m["gil_samples"] / m["gil_samples_expected"]
             worst = max(worst, (missed * STARVED_FREE / (1 - STARVED_SAMPLES), f"{label}: {m['gil_samples']} of "
                                 f"{m['gil_samples_expected']} samples"))
+        clients = [row for row in m.get("gil_threads", []) if row["role"] == "client" and row.get("wait") is not None]
+        if cell["strategy"] == "threaded" and cell["params"].get("clients") == 2 and clients:
+            wanting = min(row["held"] + row["wait"] for row in clients)  # two clients keep a request in hand each
+            if wanting < 0.5:
+                worst = max(worst, (STARVED_FREE + 0.5 - wanting,
+                                    f"{label}: a client's thread wanted the GIL in {wanting:.0%} of the samples"))
         free = m.get("gil_free_during_long") if "long_n" in cell["params"] else (
             m.get("gil_free") if cell["strategy"] == "threaded" and cell["params"].get("clients") == 2 else None)
         if free is not None:

@@ -42,6 +42,13 @@ def recorded(pid, seconds):
     return record, [(after - then) / took for after, then in zip(schedstat(pid), before)]
 
 
+def idle_client(shares, *tids):
+    """Why two clients' threads did not both want the GIL (held or waited) half of the time, or None: the setup
+    is two clients that each keep a request in hand, and a client or its thread that gets no CPU keeps none."""
+    wanting = [shares[tid]["held"] + shares[tid]["wait"] for tid in tids]
+    return f"the clients' threads wanted the GIL {wanting[0]:.2f} and {wanting[1]:.2f}" if min(wanting) < 0.5 else None
+
+
 def starved(record, cpu, seconds):
     """Why a measurement says too little, or None if it is fine: few samples; a server that got little CPU, or
     whose threads waited for one (a thread woken to take the GIL but not running is 'other', not 'wait')."""
@@ -91,11 +98,12 @@ def test_one_perf1_client_never_waits_and_two_wait_for_each_other(start_server, 
             one, cpu_one = recorded(pid, SAMPLE_S)
             b = start()
             two, cpu_two = recorded(pid, SAMPLE_S)
-        why = [reason for reason in (starved(one, cpu_one, SAMPLE_S), starved(two, cpu_two, SAMPLE_S)) if reason]
+        (one_rows, one_rate), (two_rows, two_rate) = rows(one), rows(two)
+        why = [reason for reason in (starved(one, cpu_one, SAMPLE_S), starved(two, cpu_two, SAMPLE_S),
+                                     idle_client(two_rows, a, b)) if reason]
         if not why:
             break
     assert not why, f"starved {ATTEMPTS} times: {why}"
-    (one_rows, one_rate), (two_rows, two_rate) = rows(one), rows(two)
     record_property("summary", f"gil_sampler, perf1 on threaded: one client wait {one_rows[a]['wait']:.2f}, "
                                f"{one_rate:.0f} hand-offs/s; two: wait {two_rows[a]['wait']:.2f} and "
                                f"{two_rows[b]['wait']:.2f}, {two_rate:.0f} hand-offs/s; sampler CPU "
@@ -153,7 +161,8 @@ def test_live_mode_posts_each_second_with_wait_and_hand_offs(start_server, monke
             delayed = (schedstat(server.proc.pid)[1] - before[1]) / (time.monotonic() - started)
         assert proc.returncode == 0 and proc.stdout == "", proc.stderr
         seconds = [body for _, body in posts]
-        full = [s for s in seconds if s["samples"] >= 0.5 * RATE_HZ]
+        full = [s for s in seconds if s["samples"] >= 0.5 * RATE_HZ and not idle_client(
+            {t["tid"]: t for t in s["threads"]}, *tids)]
         if len(full) >= 2 and delayed < STARVED_DELAY:
             break
     assert len(full) >= 2 and delayed < STARVED_DELAY, (f"starved {ATTEMPTS} times: {[s['samples'] for s in seconds]} "
