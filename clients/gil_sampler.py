@@ -38,11 +38,11 @@ It stops on SIGTERM or SIGINT (docker stop/kill), or after --max-s, and prints o
   (state: held, wait or other; without a GIL, switch_number is null and in state's place are the thread's
   on-CPU seconds so far; fib depth: as the last py-spy dump saw the thread, 0 before one), errors
   (samples that failed), first_error, server_cpu ({seconds, on_cpu_s, waiting_s}: the server's threads' CPU
-  time over the record, and their time runnable but waiting for a CPU; null in live mode), interpreters ({id: {samples, holders {tid: share}, handoffs_per_s}} of
-  the subinterpreters with a GIL of their own: 3.14's InterpreterPoolExecutor; their holders are held in
-  samples too), dump_errors (py-spy's dumps that failed: --nonblocking reads a
-  stack as it changes, and 1 in 30 or so fails beside fib), first_dump_error, cpu_s (the sampler's own
-  CPU time, py-spy's in it), py_spy_cpu_s
+  time over the record, and their time runnable but waiting for a CPU; null in live mode), interpreters
+  ({id: {samples, holders {tid: share}, handoffs_per_s}} of the subinterpreters with a GIL of their own:
+  3.14's InterpreterPoolExecutor; their holders are held in samples too), dump_errors (py-spy's dumps that
+  failed: --nonblocking reads a stack as it changes, and 1 in 30 or so fails beside fib), first_dump_error,
+  cpu_s (the sampler's own CPU time, py-spy's in it), py_spy_cpu_s
 or, when it cannot sample at all, exits 1 with one line on stderr. About 100 bytes a sample for 4 threads:
 600 KB for a minute at 100 Hz.
 """
@@ -60,7 +60,7 @@ import time
 import urllib.request
 
 from clients import common, procfs
-from clients.gil_state import HELD, WAIT, GilReader, ReaderError, Sample, comm, handoffs_per_s, interpreter_gils
+from clients.gil_state import HELD, WAIT, GilReader, ReaderError, Sample, handoffs_per_s, interpreter_gils
 
 NO_THREAD = ("0", "0x0")  # py-spy's id of a thread state without an OS thread
 THREAD_LINE = re.compile(r'^Thread (?P<tid>\S+) \((?P<state>[a-z+]+)\)(?:: "(?P<name>.*)")?')
@@ -258,7 +258,7 @@ def sample(rate_hz, dump_rate_hz, max_s, stop, pid=None, on_sample=None):
                 for tid, state in s.threads.items():
                     name, depth = stacks.latest.get(tid, ("", 0))
                     # a thread just started may have no Python name yet; py-spy, none at all: the OS's, then
-                    names[tid] = name or names.get(tid) or comm(pid, tid)
+                    names[tid] = name or names.get(tid) or procfs.thread_name(pid, tid)
                     threads.append([tid, names[tid], state if s.cpu_s is None else round(s.cpu_s.get(tid, 0.0), 4),
                                     depth])
                 if s.interpreters:  # their GILs only, for the summary
@@ -346,15 +346,14 @@ def summary(second, samples, target, pid=None, before=None):
     gil = samples[0][0].switch_number is not None
     rows = {}
     for _, threads in samples:
-        for tid, name, state, depth in threads:
+        for tid, name, _, depth in threads:
             row = rows.setdefault(tid, {"tid": tid, "name": name, "held": 0, "wait": 0, "fib_depth": 0})
-            row["held"] += state == HELD
-            row["wait"] += state == WAIT
             row["fib_depth"] = max(row["fib_depth"], depth)
     n, first, last = len(samples), before or samples[0][0], samples[-1][0]
+    shares = held_and_waited(samples) if gil else {}
     for row in rows.values():
         if gil:
-            row["held"], row["wait"] = round(row["held"] / n, 3), round(row["wait"] / n, 3)
+            row["held"], row["wait"] = shares[str(row["tid"])]
         else:
             del row["held"], row["wait"]
             row["on_cpu"] = on_cpu(first, last, row["tid"])
@@ -363,7 +362,7 @@ def summary(second, samples, target, pid=None, before=None):
         inside = [(s, threads) for s, threads in samples if min(int((s.taken_at - second) / WINDOW_S), 4) == k]
         if inside:
             windows.append([round(second + k * WINDOW_S, 1), rounded(handoffs_per_s(previous, inside[-1][0])),
-                            window_shares(inside) if gil else
+                            held_and_waited(inside) if gil else
                             {str(tid): on_cpu(previous, inside[-1][0], tid) for tid in inside[-1][0].threads}])
             previous = inside[-1][0]
     held_by_any = sum(any(state == HELD for _, _, state, _ in threads) for _, threads in samples)
@@ -382,15 +381,16 @@ def interpreters_of(samples):
             for interp_id, gil in interpreter_gils(samples).items()}
 
 
-def window_shares(inside):
-    """{tid: [held, wait]}: shares of the window's samples."""
+def held_and_waited(samples):
+    """{tid (str, JSON's key): [held, wait]}: each thread's shares of the samples [(Sample, threads)] (of a
+    second, or of a window of it) in which it held the GIL and waited for it."""
     counts = {}
-    for _, threads in inside:
+    for _, threads in samples:
         for tid, _, state, _ in threads:
             held_wait = counts.setdefault(str(tid), [0, 0])
             held_wait[0] += state == HELD
             held_wait[1] += state == WAIT
-    return {tid: [round(held / len(inside), 3), round(wait / len(inside), 3)] for tid, (held, wait) in counts.items()}
+    return {tid: [round(held / len(samples), 3), round(wait / len(samples), 3)] for tid, (held, wait) in counts.items()}
 
 
 def on_cpu(first, last, tid):

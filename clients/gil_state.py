@@ -161,9 +161,7 @@ class GilReader:
                               "supported: the reader knows 3.11 to 3.15")
         at = self.layout(runtime, LAYOUTS[self.version[:2]])
         self.runtime_at, self.at = runtime, at
-        interp, walked = self.u64(runtime + at["runtime_state.interpreters_head"]), 0
-        while interp and (after := self.u64(interp + at["interpreter_state.next"])) and walked < MAX_WALK:
-            interp, walked = after, walked + 1  # a new interpreter goes first: the main one is last
+        *_, interp = self.interpreters() or [0]
         self.main = interp
         if not interp:
             raise ReaderError(f"process {self.pid}: its Python has no interpreter (starting, or finalized)")
@@ -238,7 +236,7 @@ class GilReader:
 
     def tasks(self) -> list[int]:
         try:
-            return [int(tid) for tid in os.listdir(f"/proc/{self.pid}/task")]
+            return procfs.thread_ids(self.pid)
         except FileNotFoundError:
             raise ReaderError(f"process {self.pid} ended") from None
 
@@ -273,14 +271,21 @@ class GilReader:
         whose layout the reader has no id for. [] on 3.11, whose interpreters share the runtime's one GIL."""
         if "runtime.gil" in self.at:
             return []
-        found, walked = [], 0
-        interp = self.u64(self.runtime_at + self.at["runtime_state.interpreters_head"])
-        while interp and interp != self.main and walked < MAX_WALK:  # the main one is last
+        found = []
+        for interp in self.interpreters(until=self.main):
             gil = self.u64(interp + self.at["interpreter_state.ceval_gil"])
             if gil and gil != self.gil:  # a pointer: to the main one's GIL where it shares it
                 named = "interpreter_state.id" in self.at
                 found.append((self.u64(interp + self.at["interpreter_state.id"]) if named else None, gil))
-            interp, walked = self.u64(interp + self.at["interpreter_state.next"]), walked + 1
+        return found
+
+    def interpreters(self, until: int | None = None) -> list[int]:
+        """The addresses of the process's interpreters, from the runtime's list: newest first, the main one
+        last; with until, those before it."""
+        found, interp = [], self.u64(self.runtime_at + self.at["runtime_state.interpreters_head"])
+        while interp and interp != until and len(found) < MAX_WALK:
+            found.append(interp)
+            interp = self.u64(interp + self.at["interpreter_state.next"])
         return found
 
     def read_gil(self, gil: int) -> tuple[int, int | None]:
@@ -342,9 +347,14 @@ def shares(samples: list[Sample]) -> dict[int, dict[str, float]]:
 
 def handoffs_per_s(first: Sample, last: Sample) -> float | None:
     """The GIL's hand-offs per second from first to last; None without a GIL."""
-    if first.switch_number is None or last.switch_number is None or last.taken_at <= first.taken_at:
+    return handoffs_between(first.taken_at, first.switch_number, last.taken_at, last.switch_number)
+
+
+def handoffs_between(t0: float, n0: int | None, t1: float, n1: int | None) -> float | None:
+    """Hand-offs per second from switch_number n0 at time t0 to n1 at t1; None without a GIL, or no time between."""
+    if n0 is None or n1 is None or t1 <= t0:
         return None
-    return (last.switch_number - first.switch_number) / (last.taken_at - first.taken_at)
+    return (n1 - n0) / (t1 - t0)
 
 
 def interpreter_gils(samples: list[Sample]) -> dict[int | None, dict]:
@@ -362,7 +372,7 @@ def interpreter_gils(samples: list[Sample]) -> dict[int | None, dict]:
                 holders[holder] = holders.get(holder, 0) + 1 / len(rows)
         (t0, first, _), (t1, last, _) = rows[0], rows[-1]
         found[interp_id] = {"samples": len(rows), "holders": holders,
-                            "handoffs_per_s": (last - first) / (t1 - t0) if t1 > t0 else None}
+                            "handoffs_per_s": handoffs_between(t0, first, t1, last)}
     return found
 
 
@@ -424,7 +434,7 @@ def print_window(window: int, pid: int, previous: Sample, samples: list[Sample])
     common.print_line(f"window {window}: {len(samples)} samples in {seconds:.2f} s, "
                       + (f"{rate:.0f} hand-offs/s" if rate is not None else "no GIL: each thread's share on a CPU"))
     for tid, share in sorted(shares(samples).items()):
-        name = comm(pid, tid)
+        name = procfs.thread_name(pid, tid)
         if rate is None:
             cpu = (samples[-1].cpu_s or {}).get(tid, 0.0) - (previous.cpu_s or {}).get(tid, 0.0)
             common.print_line(f"  {tid:>7} {name:<15} on-CPU {cpu / max(seconds, 1e-9):.2f}")
@@ -436,14 +446,6 @@ def print_window(window: int, pid: int, previous: Sample, samples: list[Sample])
         handoffs = "" if gil["handoffs_per_s"] is None else f", {gil['handoffs_per_s']:.0f} hand-offs/s"
         common.print_line(f"  interpreter {'?' if interp_id is None else interp_id}'s own GIL: held by {held}"
                           f"{handoffs}")
-
-
-def comm(pid: int, tid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            return f.read().strip()
-    except OSError:  # it ended
-        return "?"
 
 
 if __name__ == "__main__":

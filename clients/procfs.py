@@ -38,6 +38,20 @@ def cpu_seconds(pid: int) -> float:
     return sum(map(int, stat_fields(pid)[11:15])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_ids(pid: int) -> list[int]:
+    """The TIDs of process pid's threads (FileNotFoundError once it has ended)."""
+    return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def thread_name(pid: int, tid: int) -> str:
+    """Thread tid's name as the OS knows it (/proc's comm, at most 15 characters); '?' once it has ended."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def processes() -> dict[int, int]:
     """{pid: parent pid} of every process visible here; one that ends during the scan is left out. Without
     /proc (macOS, Windows): common.require_linux's ClientError."""

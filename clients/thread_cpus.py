@@ -73,7 +73,7 @@ def sample(members: list[int], threads: dict) -> tuple[float, dict, dict]:
     at, busy, seen = common.epoch_now(), cpu_busy(), {}
     for pid in members:
         try:
-            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            tids = procfs.thread_ids(pid)
         except (FileNotFoundError, ProcessLookupError):
             continue
         for tid in tids:

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from clients.gil_state import HELD, OTHER, WAIT
+from clients.gil_state import HELD, OTHER, WAIT, handoffs_between
 from lab.cells import Cell, target
 from lab.claims import NOT_RUN, Measured, NotRun, pct
 from lab.experiments import convoy
@@ -177,9 +177,7 @@ def on_cpu(samples, tid):
 
 def handoffs_per_s(samples):
     """The GIL's hand-offs per second from the first sample to the last; None with fewer than two."""
-    if len(samples) < 2 or samples[-1][0] <= samples[0][0] or samples[0][1] is None:
-        return None
-    return (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
+    return handoffs_between(*samples[0][:2], *samples[-1][:2]) if len(samples) >= 2 else None
 
 
 # What physics says the sampler must see, each checked on one run's cells (the report's table; tests/test_gil.py)
