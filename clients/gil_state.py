@@ -138,6 +138,8 @@ class GilReader:
             self.mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
         except FileNotFoundError:
             raise ReaderError(f"no process {pid}") from None
+        except ProcessLookupError:  # a zombie: ended, its parent has not waited for it yet
+            raise ReaderError(f"process {pid} ended") from None
         except PermissionError:
             raise ReaderError(f"cannot read /proc/{pid}/mem: {PTRACE}") from None
         try:
@@ -190,8 +192,8 @@ class GilReader:
                     if len(fields) == 6 and int(fields[2], 16) == 0 and "python" in os.path.basename(fields[5]):
                         mapped.setdefault(fields[5].strip(), int(fields[0].split("-")[0], 16))
             exe = os.readlink(f"/proc/{self.pid}/exe")
-        except FileNotFoundError:
-            raise ReaderError(f"no process {self.pid}") from None
+        except (FileNotFoundError, ProcessLookupError):
+            raise ReaderError(f"process {self.pid} ended") from None
         for path in sorted(mapped, key=lambda p: (p != exe, "libpython" not in p)):
             try:
                 symbols, linked = elf_symbols(f"/proc/{self.pid}/root{path}", ("_PyRuntime", "Py_Version"))
@@ -237,7 +239,7 @@ class GilReader:
     def tasks(self) -> list[int]:
         try:
             return procfs.thread_ids(self.pid)
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             raise ReaderError(f"process {self.pid} ended") from None
 
     def each(self, files: dict[int, int], name: str):

@@ -154,6 +154,14 @@ def test_a_process_it_cannot_read_is_one_line():
     with pytest.raises(ReaderError, match=rf"^no process {gone.pid}$"):
         GilReader(gone.pid)
     assert one_line_error(gil_state_cli(gone.pid), 2) == f"no process {gone.pid}"
+    zombie = subprocess.Popen(["true"])  # ended, and not waited for: /proc answers ESRCH, not ENOENT
+    try:
+        wait_until(lambda: procfs.ended(zombie.pid), "true to end")
+        with pytest.raises(ReaderError, match=rf"^process {zombie.pid} ended$"):
+            GilReader(zombie.pid)
+        assert one_line_error(gil_state_cli(zombie.pid), 2) == f"process {zombie.pid} ended"
+    finally:
+        zombie.wait()
     bad = gil_state_cli(1, "--rate", 0)
     assert bad.returncode == 2 and "usage:" in bad.stderr and "Traceback" not in bad.stderr  # argparse's own
 
